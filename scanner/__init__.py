@@ -1,0 +1,1 @@
+"""corpus-scanner: distributed statistical audit of web-scale text corpora."""

@@ -1,0 +1,149 @@
+"""Turning the text batches of one shard into a sketch bundle.
+
+`ShardAccumulator` owns the working state of a shard: HyperLogLog registers,
+a uint32 Count-Min table, the Misra-Gries tables and the text of their items,
+and the feature sketches. Each `add_batch` runs the kernels once over the
+batch; `finish` returns the shard's `Bundle`.
+"""
+
+import numpy as np
+import pyarrow as pa
+
+from kernels.features import document_features
+from kernels.ngrams import CM_BLOCK_SLOTS, countmin_query_batch, update_ngram_sketches
+from kernels.texts import gather_ngram_texts
+from scanner.batch import TextBatch
+from scanner.bundle import FEATURES, Bundle
+from scanner.settings import SketchSettings
+from scanner.sketches.countmin import CountMinSketch
+from scanner.sketches.heavy_hitters import HeavyHitterCandidates
+from scanner.sketches.moments import Moments
+from scanner.sketches.quantiles import QuantileSketch
+from scanner.tokens import tokenize_batch
+
+
+class ShardAccumulator:
+    """Sketch state of one shard, fed batch by batch."""
+
+    def __init__(self, settings: SketchSettings, shard_id: str):
+        self.settings = settings
+        self.shard_id = shard_id
+        orders = len(settings.orders)
+        self.documents = 0
+        self.empty_documents = 0
+        self.bytes = 0
+        self.tokens = 0
+        self.ngram_totals = np.zeros(orders, dtype=np.int64)
+        self.hll_registers = np.zeros((orders, 1 << settings.hll_precision), dtype=np.uint8)
+        self.countmin_table = np.zeros((1 << settings.countmin_blocks_log2, CM_BLOCK_SLOTS), dtype=np.uint32)
+
+        capacity = settings.heavy_hitter_capacity
+        table_size = 1 << (2 * capacity - 1).bit_length()
+        self.mg_keys = np.zeros((orders, table_size), dtype=np.uint64)
+        self.mg_counts = np.zeros((orders, table_size), dtype=np.int64)
+        self.mg_positions = np.full((orders, table_size), -1, dtype=np.int64)
+        self.mg_sizes = np.zeros(orders, dtype=np.int64)
+        self.mg_texts: list[dict[int, str]] = [{} for _ in range(orders)]
+
+        self.quantiles = {name: QuantileSketch(settings.quantile_relative_accuracy) for name in FEATURES}
+        self.moments = {name: Moments() for name in FEATURES}
+
+    def add_texts(self, texts: pa.Array | pa.ChunkedArray) -> None:
+        """Add an Arrow string array of documents (no nulls)."""
+        self.add_batch(TextBatch.from_arrow(texts))
+
+    def add_batch(self, batch: TextBatch) -> None:
+        settings = self.settings
+        tokens = tokenize_batch(batch, settings)
+        tokens_per_document = np.diff(tokens.document_offsets)
+
+        self.documents += batch.documents
+        self.empty_documents += int(np.count_nonzero(tokens_per_document == 0))
+        self.bytes += int(batch.source_bytes.sum())
+        self.tokens += int(tokens.hashes.shape[0])
+
+        update_ngram_sketches(
+            tokens.hashes,
+            tokens.document_offsets,
+            settings.min_order,
+            settings.max_order,
+            np.uint64(settings.seed),
+            self.hll_registers,
+            settings.hll_precision,
+            self.countmin_table,
+            settings.countmin_depth,
+            self.mg_keys,
+            self.mg_counts,
+            self.mg_positions,
+            self.mg_sizes,
+            settings.heavy_hitter_capacity,
+            self.ngram_totals,
+        )
+        self._record_new_heavy_hitter_texts(tokens)
+
+        ratio, repeated, entropy = document_features(
+            tokens.hashes, tokens.document_offsets, settings.repeat_order, np.uint64(settings.seed)
+        )
+        values = {
+            "doc_tokens": tokens_per_document.astype(np.float64),
+            "doc_bytes": batch.source_bytes.astype(np.float64),
+            "type_token_ratio": ratio,
+            "repeated_ngram_share": repeated,
+            "unigram_entropy": entropy,
+        }
+        for name in FEATURES:
+            self.quantiles[name].update_batch(values[name])
+            self.moments[name].update_batch(values[name])
+
+    def _record_new_heavy_hitter_texts(self, tokens) -> None:
+        """Store the text of items that entered a Misra-Gries table in this batch."""
+        rows, slots = np.nonzero((self.mg_positions >= 0) & (self.mg_counts > 0))
+        if rows.size:
+            orders = (rows + self.settings.min_order).astype(np.int64)
+            data, offsets = gather_ngram_texts(
+                tokens.folded, tokens.starts, tokens.lengths, self.mg_positions[rows, slots], orders
+            )
+            texts = pa.LargeStringArray.from_buffers(
+                rows.size, pa.py_buffer(offsets), pa.py_buffer(data)
+            ).to_pylist()
+            keys = self.mg_keys[rows, slots].tolist()
+            for row, key, text in zip(rows.tolist(), keys, texts):
+                self.mg_texts[row][key] = text
+        self.mg_positions.fill(-1)
+
+    def finish(self) -> Bundle:
+        """Return the shard's bundle; the accumulator must not be used afterwards."""
+        settings = self.settings
+        candidates = {}
+        for row, order in enumerate(settings.orders):
+            occupied = self.mg_counts[row] > 0
+            keys = self.mg_keys[row][occupied]
+            estimates = countmin_query_batch(self.countmin_table, settings.countmin_depth, keys)
+            threshold = self.ngram_totals[row] / (settings.heavy_hitter_capacity + 1)
+            guaranteed = estimates.astype(np.float64) >= threshold
+            # The guarantee covers items above N / (k + 1) only. The k / 4 items with the
+            # highest estimates are kept as well, so the top list of a short or diverse
+            # corpus is not empty; ties break by hash so the choice is deterministic.
+            ranking = np.lexsort((keys, -estimates.astype(np.float64)))
+            leading = np.zeros(keys.size, dtype=bool)
+            leading[ranking[: settings.heavy_hitter_capacity // 4]] = True
+            kept = keys[guaranteed | leading].tolist()
+            texts = self.mg_texts[row]
+            candidates[order] = {key: texts[key] for key in kept}
+
+        return Bundle(
+            settings=settings,
+            shard_ids=(self.shard_id,),
+            documents=self.documents,
+            empty_documents=self.empty_documents,
+            bytes=self.bytes,
+            tokens=self.tokens,
+            ngram_totals=self.ngram_totals.copy(),
+            hll_registers=self.hll_registers.copy(),
+            countmin=CountMinSketch(
+                settings.countmin_blocks_log2, settings.countmin_depth, self.countmin_table.astype(np.uint64)
+            ),
+            heavy_hitters=HeavyHitterCandidates(candidates),
+            quantiles=self.quantiles,
+            moments=self.moments,
+        )

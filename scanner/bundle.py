@@ -1,0 +1,170 @@
+"""Sketch bundles: everything one shard (or a merge of shards) contributes.
+
+A bundle holds the counters (documents, empty documents, bytes, tokens), the
+n-gram totals per order, a HyperLogLog per order, one Count-Min sketch over
+the n-grams of all orders, the heavy-hitter candidates, and a quantile sketch
+and exact moments per document feature, together with the `SketchSettings`
+that produced them and the ids of the shards inside.
+
+Merging is associative and commutative and gives identical bytes for any split
+or order of the same shards. It refuses bundles whose settings differ, naming
+the setting and both values, and bundles that share a shard id, because a
+shard merged twice would be counted twice.
+
+On disk a bundle is one `scanner.codec` frame of kind "bundle": settings,
+counters, shard ids, feature moments and heavy-hitter orders in the JSON
+header, the sketch arrays in the payload.
+"""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from scanner.codec import decode_frame, encode_frame
+from scanner.settings import SketchSettings
+from scanner.sketches.countmin import CountMinSketch
+from scanner.sketches.heavy_hitters import HeavyHitterCandidates
+from scanner.sketches.hll import estimate_from_registers
+from scanner.sketches.moments import Moments
+from scanner.sketches.quantiles import QuantileSketch
+
+_KIND = "bundle"
+
+FEATURES = ("doc_tokens", "doc_bytes", "type_token_ratio", "repeated_ngram_share", "unigram_entropy")
+
+
+class BundleMismatchError(ValueError):
+    """Two bundles cannot merge: their settings differ or they share shards."""
+
+
+@dataclass
+class Bundle:
+    """Mergeable statistics of one or more shards."""
+
+    settings: SketchSettings
+    shard_ids: tuple[str, ...] = ()
+    documents: int = 0
+    empty_documents: int = 0
+    bytes: int = 0
+    tokens: int = 0
+    ngram_totals: np.ndarray = None  # int64 per order
+    hll_registers: np.ndarray = None  # uint8 (orders, 2**precision)
+    countmin: CountMinSketch = None
+    heavy_hitters: HeavyHitterCandidates = field(default_factory=HeavyHitterCandidates)
+    quantiles: dict[str, QuantileSketch] = None
+    moments: dict[str, Moments] = None
+
+    def __post_init__(self):
+        settings = self.settings
+        orders = len(settings.orders)
+        if self.ngram_totals is None:
+            self.ngram_totals = np.zeros(orders, dtype=np.int64)
+        if self.hll_registers is None:
+            self.hll_registers = np.zeros((orders, 1 << settings.hll_precision), dtype=np.uint8)
+        if self.countmin is None:
+            self.countmin = CountMinSketch(settings.countmin_blocks_log2, settings.countmin_depth)
+        if self.quantiles is None:
+            self.quantiles = {name: QuantileSketch(settings.quantile_relative_accuracy) for name in FEATURES}
+        if self.moments is None:
+            self.moments = {name: Moments() for name in FEATURES}
+        self.shard_ids = tuple(sorted(self.shard_ids))
+
+    def merge(self, other: "Bundle") -> "Bundle":
+        """Return the merge of two bundles; neither input changes."""
+        difference = self.settings.mismatch(other.settings)
+        if difference is not None:
+            raise BundleMismatchError(f"cannot merge bundles made with different settings: {difference}")
+        shared = set(self.shard_ids) & set(other.shard_ids)
+        if shared:
+            raise BundleMismatchError(
+                f"cannot merge bundles that both contain shard {sorted(shared)[0]!r} "
+                f"({len(shared)} shared shards): each shard must be merged once"
+            )
+        return Bundle(
+            settings=self.settings,
+            shard_ids=self.shard_ids + other.shard_ids,
+            documents=self.documents + other.documents,
+            empty_documents=self.empty_documents + other.empty_documents,
+            bytes=self.bytes + other.bytes,
+            tokens=self.tokens + other.tokens,
+            ngram_totals=self.ngram_totals + other.ngram_totals,
+            hll_registers=np.maximum(self.hll_registers, other.hll_registers),
+            countmin=self.countmin.merge(other.countmin),
+            heavy_hitters=self.heavy_hitters.merge(other.heavy_hitters),
+            quantiles={name: self.quantiles[name].merge(other.quantiles[name]) for name in FEATURES},
+            moments={name: self.moments[name].merge(other.moments[name]) for name in FEATURES},
+        )
+
+    def distinct_ngrams(self, order: int) -> float:
+        """HyperLogLog estimate of the distinct n-grams of `order`."""
+        row = order - self.settings.min_order
+        return estimate_from_registers(self.hll_registers[row], self.settings.hll_precision)
+
+    def top_ngrams(self, order: int, limit: int = 50) -> list[dict]:
+        return self.heavy_hitters.top(order, self.countmin, limit)
+
+    def to_bytes(self) -> bytes:
+        heavy_meta, heavy_arrays = self.heavy_hitters.to_frame_parts()
+        meta = {
+            "settings": self.settings.model_dump(mode="json"),
+            "shard_ids": list(self.shard_ids),
+            "documents": self.documents,
+            "empty_documents": self.empty_documents,
+            "bytes": self.bytes,
+            "tokens": self.tokens,
+            "heavy_hitters": heavy_meta,
+            "moments": {name: self.moments[name].to_dict() for name in FEATURES},
+            "quantiles": {},
+        }
+        arrays = {
+            "ngram_totals": self.ngram_totals,
+            "hll_registers": self.hll_registers,
+            "countmin": self.countmin.table.astype(np.uint64),
+        }
+        for name in FEATURES:
+            quantile_meta, quantile_arrays = self.quantiles[name].to_frame_parts()
+            meta["quantiles"][name] = quantile_meta
+            for key, array in quantile_arrays.items():
+                arrays[f"quantiles/{name}/{key}"] = array
+        for key, array in heavy_arrays.items():
+            arrays[f"heavy_hitters/{key}"] = array
+        return encode_frame(_KIND, meta, arrays)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "Bundle":
+        meta, arrays = decode_frame(data, _KIND)
+        settings = SketchSettings.model_validate(meta["settings"])
+        heavy_arrays = {
+            key.removeprefix("heavy_hitters/"): array
+            for key, array in arrays.items()
+            if key.startswith("heavy_hitters/")
+        }
+        quantiles = {}
+        for name in FEATURES:
+            prefix = f"quantiles/{name}/"
+            parts = {key.removeprefix(prefix): array for key, array in arrays.items() if key.startswith(prefix)}
+            quantiles[name] = QuantileSketch.from_frame_parts(meta["quantiles"][name], parts)
+        return cls(
+            settings=settings,
+            shard_ids=tuple(meta["shard_ids"]),
+            documents=meta["documents"],
+            empty_documents=meta["empty_documents"],
+            bytes=meta["bytes"],
+            tokens=meta["tokens"],
+            ngram_totals=arrays["ngram_totals"],
+            hll_registers=arrays["hll_registers"],
+            countmin=CountMinSketch(settings.countmin_blocks_log2, settings.countmin_depth, arrays["countmin"]),
+            heavy_hitters=HeavyHitterCandidates.from_frame_parts(meta["heavy_hitters"], heavy_arrays),
+            quantiles=quantiles,
+            moments={name: Moments.from_dict(meta["moments"][name]) for name in FEATURES},
+        )
+
+
+def merge_all(bundles: list[Bundle]) -> Bundle:
+    """Merge bundles pairwise as a balanced tree; the list must not be empty."""
+    if not bundles:
+        raise ValueError("merge_all needs at least one bundle")
+    level = list(bundles)
+    while len(level) > 1:
+        level = [level[i].merge(level[i + 1]) if i + 1 < len(level) else level[i] for i in range(0, len(level), 2)]
+    return level[0]

@@ -1,0 +1,93 @@
+"""Count-Min sketch of n-gram frequencies, blocked for the cache.
+
+Layout: `2**blocks_log2` blocks of 16 counters, one 64-byte cache line each
+while a shard counts in uint32. An item's hash picks one block, and each of the
+`depth` rows picks one counter inside its own group of 16 / depth counters of
+that block, so an update touches one cache line instead of `depth` lines. A
+shard updates conservatively (only counters below the new minimum rise); merged
+sketches add their counters in uint64.
+
+Error: estimates never fall below the true count. Each row has width
+w = 2**blocks_log2 * 16 / depth, so a row overestimates an item by at most
+e * N / w with probability at least 1 - 1/e (Cormode and Muthukrishnan, 2005;
+conservative update and the sum of conservative sketches only lower the
+counters). The rows of one item share a block, so they are not independent and
+the classic failure probability exp(-depth) is not guaranteed;
+`tests/test_countmin.py` measures the share of items beyond the bound.
+"""
+
+import math
+
+import numpy as np
+
+from kernels.ngrams import CM_BLOCK_SLOTS, countmin_query_batch, countmin_update
+from kernels._jit import kernel
+from scanner.codec import decode_frame, encode_frame
+
+_KIND = "countmin"
+
+
+@kernel
+def _update_batch(table, depth, hashes):
+    for index in range(hashes.shape[0]):
+        countmin_update(table, depth, hashes[index])
+
+
+class CountMinSketch:
+    """Frequency estimates of 64-bit hashes; merged tables hold uint64 counters."""
+
+    def __init__(self, blocks_log2: int = 16, depth: int = 4, table: np.ndarray | None = None):
+        if depth not in (1, 2, 4, 8, 16):
+            raise ValueError(f"Count-Min depth {depth} is invalid: use 1, 2, 4, 8 or 16")
+        if not 4 <= blocks_log2 <= 24:
+            raise ValueError(f"Count-Min blocks_log2 {blocks_log2} is out of range: use 4 to 24")
+        self.blocks_log2 = blocks_log2
+        self.depth = depth
+        shape = (1 << blocks_log2, CM_BLOCK_SLOTS)
+        if table is None:
+            table = np.zeros(shape, dtype=np.uint64)
+        elif table.shape != shape or table.dtype not in (np.uint32, np.uint64):
+            raise ValueError(f"Count-Min table must be {shape} uint32 or uint64 counters")
+        self.table = table
+
+    @property
+    def width(self) -> int:
+        """Counters per row."""
+        return (1 << self.blocks_log2) * CM_BLOCK_SLOTS // self.depth
+
+    def error_bound(self, total: int) -> float:
+        """Overestimate that one row stays within with probability >= 1 - 1/e."""
+        return math.e * total / self.width
+
+    def update_batch(self, hashes: np.ndarray) -> None:
+        _update_batch(self.table, self.depth, np.ascontiguousarray(hashes, dtype=np.uint64))
+
+    def query(self, hashes: np.ndarray) -> np.ndarray:
+        """Return the estimated count of each hash (uint64)."""
+        return countmin_query_batch(self.table, self.depth, np.ascontiguousarray(hashes, dtype=np.uint64))
+
+    def merge(self, other: "CountMinSketch") -> "CountMinSketch":
+        if (other.blocks_log2, other.depth) != (self.blocks_log2, self.depth):
+            raise ValueError(
+                f"cannot merge Count-Min sketches of shape blocks_log2={self.blocks_log2}, "
+                f"depth={self.depth} and blocks_log2={other.blocks_log2}, depth={other.depth}"
+            )
+        return CountMinSketch(
+            self.blocks_log2, self.depth, self.table.astype(np.uint64) + other.table.astype(np.uint64)
+        )
+
+    def to_bytes(self) -> bytes:
+        meta = {"blocks_log2": self.blocks_log2, "depth": self.depth}
+        return encode_frame(_KIND, meta, {"table": self.table.astype(np.uint64)})
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "CountMinSketch":
+        meta, arrays = decode_frame(data, _KIND)
+        return cls(meta["blocks_log2"], meta["depth"], arrays["table"])
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, CountMinSketch)
+            and (other.blocks_log2, other.depth) == (self.blocks_log2, self.depth)
+            and np.array_equal(other.table.astype(np.uint64), self.table.astype(np.uint64))
+        )

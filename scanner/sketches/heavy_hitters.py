@@ -1,0 +1,95 @@
+"""Heavy-hitter candidates: the frequent n-grams of each order, with their text.
+
+Each shard runs Misra-Gries with k counters per order (`kernels.ngrams`), then
+keeps as candidates the items whose Count-Min estimate reaches N_shard / (k + 1),
+plus the k / 4 items with the highest estimates, so that short corpora still
+list their most frequent n-grams.
+Every item above that share of its shard's n-grams is in the Misra-Gries table
+and its Count-Min estimate is at least its true count, so it is kept. An n-gram
+whose corpus count exceeds N / (k + 1) exceeds that share in at least one shard,
+so it is a candidate of the merged set. Merging is the union of the candidate
+sets, which is associative and commutative; counts come from the merged
+Count-Min sketch when the top list is read.
+
+NOTE: the union is not pruned while merging, because pruning by partial counts
+would make the result depend on the merge tree. Shards of one language share
+most of their frequent n-grams, so the union stays near k per order; shards of
+very different text can make it grow with the shard count.
+"""
+
+import numpy as np
+
+from scanner.codec import decode_frame, encode_frame
+from scanner.sketches.countmin import CountMinSketch
+
+_KIND = "heavy_hitters"
+
+
+class HeavyHitterCandidates:
+    """Candidate n-grams per order: sorted hashes and their readable text."""
+
+    def __init__(self, candidates: dict[int, dict[int, str]] | None = None):
+        self.candidates: dict[int, dict[int, str]] = {
+            order: dict(sorted(items.items())) for order, items in sorted((candidates or {}).items())
+        }
+
+    def merge(self, other: "HeavyHitterCandidates") -> "HeavyHitterCandidates":
+        merged: dict[int, dict[int, str]] = {order: dict(items) for order, items in self.candidates.items()}
+        for order, items in other.candidates.items():
+            target = merged.setdefault(order, {})
+            for key, text in items.items():
+                # Two texts under one 64-bit hash are a collision; keep the smaller text so
+                # the result does not depend on the merge order.
+                if key not in target or text < target[key]:
+                    target[key] = text
+        return HeavyHitterCandidates(merged)
+
+    def top(self, order: int, countmin: CountMinSketch, limit: int) -> list[dict]:
+        """Return up to `limit` candidates of `order` as {"ngram", "count"}, most frequent first.
+
+        Counts are Count-Min estimates: upper bounds of the true counts.
+        """
+        items = self.candidates.get(order, {})
+        if not items:
+            return []
+        keys = np.fromiter(items.keys(), dtype=np.uint64, count=len(items))
+        counts = countmin.query(keys)
+        ranked = sorted(zip(counts.tolist(), items.values()), key=lambda pair: (-pair[0], pair[1]))
+        return [{"ngram": text, "count": int(count)} for count, text in ranked[:limit]]
+
+    def to_frame_parts(self) -> tuple[dict, dict[str, np.ndarray]]:
+        meta = {"orders": sorted(self.candidates)}
+        arrays: dict[str, np.ndarray] = {}
+        for order, items in self.candidates.items():
+            encoded = [text.encode() for text in items.values()]
+            offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+            offsets[1:] = np.cumsum([len(text) for text in encoded], dtype=np.int64)
+            arrays[f"keys/{order}"] = np.fromiter(items.keys(), dtype=np.uint64, count=len(items))
+            arrays[f"text_offsets/{order}"] = offsets
+            arrays[f"text/{order}"] = np.frombuffer(b"".join(encoded), dtype=np.uint8)
+        return meta, arrays
+
+    @classmethod
+    def from_frame_parts(cls, meta: dict, arrays: dict[str, np.ndarray]) -> "HeavyHitterCandidates":
+        candidates = {}
+        for order in meta["orders"]:
+            keys = arrays[f"keys/{order}"].tolist()
+            offsets = arrays[f"text_offsets/{order}"]
+            text = arrays[f"text/{order}"].tobytes()
+            if len(offsets) != len(keys) + 1 or offsets[-1] != len(text):
+                raise ValueError(f"heavy-hitter candidates of order {order} are inconsistent")
+            candidates[order] = {
+                key: text[offsets[index] : offsets[index + 1]].decode() for index, key in enumerate(keys)
+            }
+        return cls(candidates)
+
+    def to_bytes(self) -> bytes:
+        meta, arrays = self.to_frame_parts()
+        return encode_frame(_KIND, meta, arrays)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "HeavyHitterCandidates":
+        return cls.from_frame_parts(*decode_frame(data, _KIND))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, HeavyHitterCandidates) and other.candidates == self.candidates
