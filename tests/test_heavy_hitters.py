@@ -1,0 +1,87 @@
+"""Heavy hitters: every n-gram above N / (k + 1) is found, with readable text."""
+
+import collections
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from scanner.accumulator import ShardAccumulator
+from scanner.bundle import merge_all
+from scanner.settings import SketchSettings
+
+SETTINGS = SketchSettings(heavy_hitter_capacity=64, min_order=1, max_order=3, countmin_blocks_log2=12)
+
+
+def zipf_documents(count: int, seed: int) -> list[str]:
+    rng = np.random.default_rng(seed)
+    words = [f"w{index}" for index in range(5_000)]
+    documents = []
+    for _ in range(count):
+        ranks = np.minimum(rng.zipf(1.3, rng.integers(5, 60)), len(words)) - 1
+        documents.append(" ".join(words[rank] for rank in ranks))
+    return documents
+
+
+def true_counts(documents: list[str], order: int) -> collections.Counter:
+    counts = collections.Counter()
+    for document in documents:
+        tokens = document.split()
+        counts.update(" ".join(tokens[i : i + order]) for i in range(len(tokens) - order + 1))
+    return counts
+
+
+def bundle_of(documents: list[str], shard_id: str):
+    accumulator = ShardAccumulator(SETTINGS, shard_id)
+    for start in range(0, len(documents), 500):
+        accumulator.add_texts(pa.array(documents[start : start + 500]))
+    return accumulator.finish()
+
+
+@pytest.fixture(scope="module")
+def documents():
+    return zipf_documents(6_000, 0)
+
+
+@pytest.mark.parametrize("order", [1, 2, 3])
+def test_every_item_above_threshold_is_found(documents, order):
+    bundle = bundle_of(documents, "shard")
+    counts = true_counts(documents, order)
+    threshold = sum(counts.values()) / (SETTINGS.heavy_hitter_capacity + 1)
+
+    found = {item["ngram"] for item in bundle.top_ngrams(order, limit=10_000)}
+
+    missing = [ngram for ngram, count in counts.items() if count > threshold and ngram not in found]
+    assert missing == []
+
+
+@pytest.mark.parametrize("order", [1, 2])
+def test_found_across_shards_after_merge(documents, order):
+    shards = [documents[i : i + 1_500] for i in range(0, len(documents), 1_500)]
+    merged = merge_all([bundle_of(part, f"shard-{index}") for index, part in enumerate(shards)])
+    counts = true_counts(documents, order)
+    threshold = sum(counts.values()) / (SETTINGS.heavy_hitter_capacity + 1)
+
+    found = {item["ngram"] for item in merged.top_ngrams(order, limit=10_000)}
+
+    missing = [ngram for ngram, count in counts.items() if count > threshold and ngram not in found]
+    assert missing == []
+
+
+def test_top_counts_are_upper_bounds_and_sorted(documents):
+    bundle = bundle_of(documents, "shard")
+    counts = true_counts(documents, 2)
+
+    top = bundle.top_ngrams(2, limit=20)
+
+    assert all(item["count"] >= counts[item["ngram"]] for item in top)
+    assert [item["count"] for item in top] == sorted((item["count"] for item in top), reverse=True)
+
+
+def test_top_text_is_case_folded_tokens():
+    accumulator = ShardAccumulator(SETTINGS, "shard")
+    accumulator.add_texts(pa.array(["The Cat, the cat! THE CAT sat."] * 50))
+
+    top = accumulator.finish().top_ngrams(2, limit=1)
+
+    assert top == [{"ngram": "the cat", "count": 150}]
