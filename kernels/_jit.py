@@ -16,14 +16,22 @@ logger = logging.getLogger(__name__)
 _warned_no_cache = False
 
 
-def kernel(function):
-    """Compile `function` in nopython mode, cached when a cache location is writable."""
-    global _warned_no_cache
+def kernel(function=None, *, inline: bool = False):
+    """Compile `function` in nopython mode, cached when a cache location is writable.
 
+    `inline=True` inlines the function into its callers at numba's IR level; hot
+    helpers called once per token or n-gram need it, because numba does not
+    reliably inline calls between separately compiled functions.
+    """
+    if function is None:
+        return lambda wrapped: kernel(wrapped, inline=inline)
+
+    global _warned_no_cache
+    options = {"nogil": True, "inline": "always" if inline else "never"}
     try:
-        return numba.njit(cache=True, nogil=True)(function)
+        return numba.njit(cache=True, **options)(function)
     except RuntimeError as error:
         if not _warned_no_cache:
             logger.warning("numba cache disabled, kernels compile at each start: %s", error)
             _warned_no_cache = True
-        return numba.njit(cache=False, nogil=True)(function)
+        return numba.njit(cache=False, **options)(function)

@@ -1,7 +1,8 @@
 """Turning the text batches of one shard into a sketch bundle.
 
 `ShardAccumulator` owns the working state of a shard: HyperLogLog registers,
-a uint32 Count-Min table, the Misra-Gries tables and the text of their items,
+a uint32 Count-Min table, the heavy-hitter candidate tables and the text of
+their items,
 and the feature sketches. Each `add_batch` runs the kernels once over the
 batch; `finish` returns the shard's `Bundle`.
 """
@@ -37,13 +38,15 @@ class ShardAccumulator:
         self.hll_registers = np.zeros((orders, 1 << settings.hll_precision), dtype=np.uint8)
         self.countmin_table = np.zeros((1 << settings.countmin_blocks_log2, CM_BLOCK_SLOTS), dtype=np.uint32)
 
-        capacity = settings.heavy_hitter_capacity
-        table_size = 1 << (2 * capacity - 1).bit_length()
-        self.mg_keys = np.zeros((orders, table_size), dtype=np.uint64)
-        self.mg_counts = np.zeros((orders, table_size), dtype=np.int64)
-        self.mg_positions = np.full((orders, table_size), -1, dtype=np.int64)
-        self.mg_sizes = np.zeros(orders, dtype=np.int64)
-        self.mg_texts: list[dict[int, str]] = [{} for _ in range(orders)]
+        # Candidate tables are filled to half their size at most, and keep at most a
+        # quarter after an eviction: 8k slots hold 4k candidates between evictions.
+        table_size = 1 << (8 * settings.heavy_hitter_capacity - 1).bit_length()
+        self.candidate_keys = np.zeros((orders, table_size), dtype=np.uint64)
+        self.candidate_used = np.zeros((orders, table_size), dtype=np.uint8)
+        self.candidate_positions = np.full((orders, table_size), -1, dtype=np.int64)
+        self.candidate_sizes = np.zeros(orders, dtype=np.int64)
+        self.candidate_texts: list[dict[int, str]] = [{} for _ in range(orders)]
+        self.heavy_hitter_overflow = 0
 
         self.quantiles = {name: QuantileSketch(settings.quantile_relative_accuracy) for name in FEATURES}
         self.moments = {name: Moments() for name in FEATURES}
@@ -62,7 +65,7 @@ class ShardAccumulator:
         self.bytes += int(batch.source_bytes.sum())
         self.tokens += int(tokens.hashes.shape[0])
 
-        update_ngram_sketches(
+        self.heavy_hitter_overflow += update_ngram_sketches(
             tokens.hashes,
             tokens.document_offsets,
             settings.min_order,
@@ -72,10 +75,10 @@ class ShardAccumulator:
             settings.hll_precision,
             self.countmin_table,
             settings.countmin_depth,
-            self.mg_keys,
-            self.mg_counts,
-            self.mg_positions,
-            self.mg_sizes,
+            self.candidate_keys,
+            self.candidate_used,
+            self.candidate_positions,
+            self.candidate_sizes,
             settings.heavy_hitter_capacity,
             self.ngram_totals,
         )
@@ -96,28 +99,27 @@ class ShardAccumulator:
             self.moments[name].update_batch(values[name])
 
     def _record_new_heavy_hitter_texts(self, tokens) -> None:
-        """Store the text of items that entered a Misra-Gries table in this batch."""
-        rows, slots = np.nonzero((self.mg_positions >= 0) & (self.mg_counts > 0))
+        """Store the text of the candidates that entered in this batch."""
+        rows, slots = np.nonzero((self.candidate_positions >= 0) & (self.candidate_used > 0))
         if rows.size:
             orders = (rows + self.settings.min_order).astype(np.int64)
             data, offsets = gather_ngram_texts(
-                tokens.folded, tokens.starts, tokens.lengths, self.mg_positions[rows, slots], orders
+                tokens.folded, tokens.starts, tokens.lengths, self.candidate_positions[rows, slots], orders
             )
             texts = pa.LargeStringArray.from_buffers(
                 rows.size, pa.py_buffer(offsets), pa.py_buffer(data)
             ).to_pylist()
-            keys = self.mg_keys[rows, slots].tolist()
+            keys = self.candidate_keys[rows, slots].tolist()
             for row, key, text in zip(rows.tolist(), keys, texts):
-                self.mg_texts[row][key] = text
-        self.mg_positions.fill(-1)
+                self.candidate_texts[row][key] = text
+        self.candidate_positions.fill(-1)
 
     def finish(self) -> Bundle:
         """Return the shard's bundle; the accumulator must not be used afterwards."""
         settings = self.settings
         candidates = {}
         for row, order in enumerate(settings.orders):
-            occupied = self.mg_counts[row] > 0
-            keys = self.mg_keys[row][occupied]
+            keys = self.candidate_keys[row][self.candidate_used[row] > 0]
             estimates = countmin_query_batch(self.countmin_table, settings.countmin_depth, keys)
             threshold = self.ngram_totals[row] / (settings.heavy_hitter_capacity + 1)
             guaranteed = estimates.astype(np.float64) >= threshold
@@ -128,7 +130,7 @@ class ShardAccumulator:
             leading = np.zeros(keys.size, dtype=bool)
             leading[ranking[: settings.heavy_hitter_capacity // 4]] = True
             kept = keys[guaranteed | leading].tolist()
-            texts = self.mg_texts[row]
+            texts = self.candidate_texts[row]
             candidates[order] = {key: texts[key] for key in kept}
 
         return Bundle(

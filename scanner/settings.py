@@ -29,7 +29,7 @@ class SketchSettings(BaseModel):
     )
     countmin_depth: Literal[1, 2, 4, 8, 16] = Field(4, description="Count-Min rows")
     heavy_hitter_capacity: int = Field(
-        1024, ge=1, le=1 << 16, description="Misra-Gries counters per order and shard"
+        1024, ge=1, le=1 << 16, description="k: every n-gram above 1/(k+1) of its order's n-grams is reported"
     )
     quantile_relative_accuracy: float = Field(
         0.01, gt=0.0, lt=0.5, description="relative error bound of feature quantiles"

@@ -28,6 +28,8 @@ os.environ.setdefault(
     "NUMBA_CACHE_DIR", str(pathlib.Path(tempfile.gettempdir()) / "corpus-scanner-numba-cache")
 )
 
+pytest_plugins = ["s3server"]
+
 SHARED_CORPORA = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "corpora"
 
 

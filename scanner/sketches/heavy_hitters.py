@@ -1,15 +1,25 @@
 """Heavy-hitter candidates: the frequent n-grams of each order, with their text.
 
-Each shard runs Misra-Gries with k counters per order (`kernels.ngrams`), then
-keeps as candidates the items whose Count-Min estimate reaches N_shard / (k + 1),
-plus the k / 4 items with the highest estimates, so that short corpora still
-list their most frequent n-grams.
-Every item above that share of its shard's n-grams is in the Misra-Gries table
-and its Count-Min estimate is at least its true count, so it is kept. An n-gram
-whose corpus count exceeds N / (k + 1) exceeds that share in at least one shard,
-so it is a candidate of the merged set. Merging is the union of the candidate
-sets, which is associative and commutative; counts come from the merged
-Count-Min sketch when the top list is read.
+Method (Cormode and Muthukrishnan, "An improved data stream summary: the
+count-min sketch and its applications", 2005, section 5.1): while a shard
+counts, an n-gram joins its order's candidate table when its Count-Min
+estimate e, just after its update, satisfies e > N_so_far / (k + 1), with N_so_far
+the n-grams of that order counted so far and k the `heavy_hitter_capacity`.
+A full table drops the candidates that no longer pass. An n-gram whose shard
+count f exceeds N / (k + 1) passes at its last occurrence at the latest, because
+e >= f, and passes at every later check, so it ends in the table. At the end the
+shard keeps the candidates above N / (k + 1), plus the k / 4 with the highest
+estimates so that short corpora still list their most frequent n-grams.
+
+An n-gram whose corpus count exceeds N / (k + 1) exceeds that share in at least
+one shard, so it is a candidate of the merged set. Merging is the union of the
+candidate sets, which is associative and commutative; counts come from the
+merged Count-Min sketch when the top list is read, so they are upper bounds
+within the Count-Min error.
+
+The guarantee fails only when Count-Min overestimates push more than 2k items
+over the threshold at once; the kernel then keeps the 2k highest and the shard
+counts the rest in `heavy_hitter_overflow`.
 
 NOTE: the union is not pruned while merging, because pruning by partial counts
 would make the result depend on the merge tree. Shards of one language share
