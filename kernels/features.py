@@ -14,12 +14,12 @@ Documents without tokens get NaN for all three.
 import numpy as np
 
 from kernels._jit import kernel
-from kernels.hashing import avalanche, xxh64_words
+from kernels.hashing import avalanche, ngram_hash
 
 _EMPTY = np.uint64(0)
 
 
-@kernel
+@kernel(leaf=True)
 def _count_distinct(values, first, stop, table_keys, table_counts, used_slots):
     """Count each value of values[first:stop] in an open-addressing table.
 
@@ -83,7 +83,7 @@ def document_features(token_hashes, document_offsets, repeat_order, seed):
         if ngrams <= 0:
             continue
         for index in range(ngrams):
-            ngram_hashes[index] = xxh64_words(token_hashes, first + index, repeat_order, seed)
+            ngram_hashes[index] = ngram_hash(token_hashes, first + index, repeat_order, seed)
         distinct = _count_distinct(ngram_hashes, 0, ngrams, table_keys, table_counts, used_slots)
         repeated[document] = 1.0 - distinct / ngrams
         for index in range(distinct):

@@ -1,14 +1,22 @@
-"""Seeded 64-bit hashes of tokens and word n-grams.
+"""Seeded 64-bit hashes of tokens and word n-grams, in integer arithmetic so
+every platform gives the same values.
 
-Both are XXH64 (Collet, xxHash specification v0.8), written in integer
-arithmetic so every platform gives the same values:
+- A token's hash is XXH64 (Collet, xxHash specification v0.8) of its
+  case-folded UTF-8 bytes with the scan's seed.
+- An n-gram's hash chains XXH64's 8-byte input step over the n token hashes
+  and ends with XXH64's avalanche:
 
-- a token's hash is XXH64 of its case-folded UTF-8 bytes;
-- an n-gram's hash is XXH64 of its n token hashes written as little-endian
-  64-bit words, so it depends on the order of the tokens and on n.
+      state = seed + PRIME5
+      for t in tokens: state = rotl(state ^ round(0, t), 27) * PRIME1 + PRIME4
+      hash = avalanche(state + n)
 
-`tests/test_hashing.py` checks both against the `xxhash` package and against
-golden values.
+  This is XXH64's path for inputs under 32 bytes with the length added at the
+  end instead of the start, so the hash of an (n+1)-gram continues from the
+  state of its n-gram prefix: the kernel gets all orders at one position for the
+  cost of the longest. It depends on the order of the tokens and on n.
+
+`tests/test_hashing.py` checks token hashes against the `xxhash` package and
+n-gram hashes against a pure-Python reference, both with golden values.
 """
 
 import numpy as np
@@ -42,25 +50,25 @@ _U64 = np.uint64(64)
 _ZERO = np.uint64(0)
 
 
-@kernel
+@kernel(leaf=True)
 def rotl64(value, bits):
     return (value << bits) | (value >> (_U64 - bits))
 
 
-@kernel
+@kernel(leaf=True)
 def _round(accumulator, lane):
     accumulator = accumulator + lane * PRIME2
     accumulator = rotl64(accumulator, _U31)
     return accumulator * PRIME1
 
 
-@kernel
+@kernel(leaf=True)
 def _merge_round(accumulator, value):
     accumulator = accumulator ^ _round(_ZERO, value)
     return accumulator * PRIME1 + PRIME4
 
 
-@kernel
+@kernel(leaf=True)
 def avalanche(value):
     """XXH64's final mix: every input bit affects every output bit."""
     value = value ^ (value >> _U33)
@@ -70,7 +78,7 @@ def avalanche(value):
     return value ^ (value >> _U32)
 
 
-@kernel
+@kernel(leaf=True)
 def _read_u64(data, position):
     return (
         np.uint64(data[position])
@@ -84,7 +92,7 @@ def _read_u64(data, position):
     )
 
 
-@kernel
+@kernel(leaf=True)
 def _read_u32(data, position):
     return (
         np.uint64(data[position])
@@ -94,7 +102,7 @@ def _read_u32(data, position):
     )
 
 
-@kernel
+@kernel(leaf=True)
 def xxh64_bytes(data, start, length, seed):
     """XXH64 of `data[start:start + length]` (a uint8 array) with a uint64 seed."""
     position = start
@@ -135,7 +143,34 @@ def xxh64_bytes(data, start, length, seed):
     return avalanche(hashed)
 
 
-@kernel
+@kernel(leaf=True)
+def ngram_step(state, token_hash):
+    """Advance an n-gram hash state by one token hash."""
+    state = state ^ _round(_ZERO, token_hash)
+    return rotl64(state, _U27) * PRIME1 + PRIME4
+
+
+@kernel(leaf=True)
+def ngram_start(seed):
+    return seed + PRIME5
+
+
+@kernel(leaf=True)
+def ngram_finish(state, order):
+    """Return the hash of the n-gram of `order` tokens whose chained state is `state`."""
+    return avalanche(state + np.uint64(order))
+
+
+@kernel(leaf=True)
+def ngram_hash(token_hashes, start, order, seed):
+    """Hash of the n-gram token_hashes[start:start + order]."""
+    state = ngram_start(seed)
+    for index in range(start, start + order):
+        state = ngram_step(state, token_hashes[index])
+    return ngram_finish(state, order)
+
+
+@kernel(leaf=True)
 def xxh64_words(words, start, count, seed):
     """XXH64 of `words[start:start + count]` (uint64) read as little-endian bytes.
 

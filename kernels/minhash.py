@@ -12,7 +12,7 @@ error sqrt(J (1 - J) / k) for k functions.
 import numpy as np
 
 from kernels._jit import kernel
-from kernels.hashing import avalanche, xxh64_words
+from kernels.hashing import avalanche, ngram_hash
 
 EMPTY_SIGNATURE_VALUE = np.uint64(0xFFFFFFFFFFFFFFFF)
 
@@ -33,7 +33,7 @@ def minhash_signatures(token_hashes, document_offsets, shingle_order, salts, see
             continue
         order = shingle_order if tokens >= shingle_order else tokens
         for start in range(first, first + tokens - order + 1):
-            shingle = xxh64_words(token_hashes, start, order, seed)
+            shingle = ngram_hash(token_hashes, start, order, seed)
             for function in range(functions):
                 value = avalanche(shingle ^ salts[function])
                 if value < signatures[document, function]:

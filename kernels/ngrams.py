@@ -11,7 +11,7 @@ import numpy as np
 from numba.cpython.unsafe.numbers import leading_zeros
 
 from kernels._jit import kernel
-from kernels.hashing import avalanche, xxh64_words
+from kernels.hashing import avalanche, ngram_finish, ngram_start, ngram_step
 
 _U1 = np.uint64(1)
 _U32 = np.uint64(32)
@@ -20,10 +20,11 @@ _ZERO = np.uint64(0)
 _COUNTER_MAX = np.uint32(0xFFFFFFFF)
 
 CM_BLOCK_SLOTS = 16  # 16 uint32 counters: one 64-byte cache line
+_CHUNK_TOKENS = 4096
 _GROUP_BITS = np.array([0, 4, 3, 0, 2, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0], dtype=np.int64)  # by depth
 
 
-@kernel(inline=True)
+@kernel(leaf=True)
 def hll_update(registers, row, precision, hashed):
     """Update row `row` of HyperLogLog `registers` (uint8, (rows, 2**precision)) with one hash.
 
@@ -45,7 +46,7 @@ def hll_update_batch(registers, precision, hashes):
         hll_update(table, 0, precision, hashes[index])
 
 
-@kernel(inline=True)
+@kernel(leaf=True)
 def countmin_update(table, depth, hashed):
     """Conservative update of a blocked Count-Min table; return the new estimate.
 
@@ -93,7 +94,7 @@ def countmin_update(table, depth, hashed):
     return target
 
 
-@kernel
+@kernel(leaf=True)
 def countmin_query(table, depth, hashed):
     """Return the Count-Min estimate for one hash (an upper bound of the true count)."""
     blocks = table.shape[0]
@@ -119,7 +120,7 @@ def countmin_query_batch(table, depth, hashes):
     return out
 
 
-@kernel(inline=True)
+@kernel(leaf=True)
 def _slot_of(hashed, mask):
     return np.int64(avalanche(hashed ^ np.uint64(0x5851F42D4C957F2D)) & mask)
 
@@ -169,7 +170,7 @@ def _evict_candidates(keys, used, positions, sizes, row, countmin_table, countmi
     return dropped
 
 
-@kernel(inline=True)
+@kernel(leaf=True)
 def _find_or_insert_candidate(keys, used, positions, sizes, row, hashed, position):
     """Insert `hashed` into one order's candidate table unless it is there.
 
@@ -221,20 +222,48 @@ def update_ngram_sketches(
     dropped = 0
     documents = document_offsets.shape[0] - 1
     multiplier = np.uint64(heavy_hitter_capacity + 1)
+    orders = max_order - min_order + 1
+    hashes = np.empty((orders, _CHUNK_TOKENS), dtype=np.uint64)
+    estimates = np.empty(_CHUNK_TOKENS, dtype=np.uint32)
+    start_state = ngram_start(seed)
     for document in range(documents):
         first = document_offsets[document]
         stop = document_offsets[document + 1]
-        for position in range(first, stop):
-            remaining = stop - position
+        for chunk_start in range(first, stop, _CHUNK_TOKENS):
+            chunk_stop = min(stop, chunk_start + _CHUNK_TOKENS)
+
+            # Hash every order at each position; the chained state of the n-gram
+            # is the prefix of the (n+1)-gram.
+            for index in range(chunk_stop - chunk_start):
+                position = chunk_start + index
+                longest = min(max_order, stop - position)
+                state = start_state
+                for order in range(1, longest + 1):
+                    state = ngram_step(state, token_hashes[position + order - 1])
+                    if order >= min_order:
+                        hashes[order - min_order, index] = ngram_finish(state, order)
+
+            # Then update, one order at a time: the update loop has independent
+            # loads in flight, which hides much of the Count-Min cache misses.
             for order in range(min_order, max_order + 1):
-                if order > remaining:
+                count = min(chunk_stop, stop - order + 1) - chunk_start
+                if count <= 0:
                     break
                 row = order - min_order
-                hashed = xxh64_words(token_hashes, position, order, seed)
-                ngram_totals[row] += 1
-                hll_update(hll_registers, row, hll_precision, hashed)
-                estimate = countmin_update(countmin_table, countmin_depth, hashed)
-                if np.uint64(estimate) * multiplier > np.uint64(ngram_totals[row]):
+                for index in range(count):
+                    hashed = hashes[row, index]
+                    hll_update(hll_registers, row, hll_precision, hashed)
+                    estimates[index] = countmin_update(countmin_table, countmin_depth, hashed)
+
+                # The candidate test branches on the Count-Min estimate; kept out of the
+                # update loop, its mispredictions do not cancel the loads in flight.
+                total = ngram_totals[row]
+                for index in range(count):
+                    total += 1
+                    if np.uint64(estimates[index]) * multiplier <= np.uint64(total):
+                        continue
+                    hashed = hashes[row, index]
+                    position = chunk_start + index
                     inserted = _find_or_insert_candidate(
                         candidate_keys, candidate_used, candidate_positions, candidate_sizes, row, hashed, position
                     )
@@ -247,10 +276,11 @@ def update_ngram_sketches(
                             row,
                             countmin_table,
                             countmin_depth,
-                            ngram_totals[row],
+                            total,
                             heavy_hitter_capacity,
                         )
                         _find_or_insert_candidate(
                             candidate_keys, candidate_used, candidate_positions, candidate_sizes, row, hashed, position
                         )
+                ngram_totals[row] = total
     return dropped

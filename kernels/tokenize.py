@@ -43,7 +43,7 @@ def _ascii_classes() -> np.ndarray:
 ASCII_CLASSES = _ascii_classes()
 
 
-@kernel
+@kernel(leaf=True)
 def classify(code_point):
     """Return the class (SPACE, WORD, SINGLE or PUNCTUATION) of a code point above 127."""
     c = code_point
@@ -110,7 +110,7 @@ def classify(code_point):
     return WORD
 
 
-@kernel
+@kernel(leaf=True)
 def decode_utf8(data, position, end):
     """Decode the code point at `position`; return (code point, byte length).
 
@@ -141,7 +141,7 @@ def decode_utf8(data, position, end):
     return code, length
 
 
-@kernel
+@kernel(leaf=True)
 def character_class(data, position, end, ascii_classes):
     """Return (class, byte length) of the character at `position`."""
     byte = data[position]
@@ -168,23 +168,32 @@ def fold_ascii_case(data):
 
 
 @kernel
-def tokenize(data, offsets, seed, keep_punctuation, ascii_classes):
-    """Split each document `data[offsets[d]:offsets[d + 1]]` into hashed tokens.
+def token_capacity(offsets, keep_punctuation):
+    """Return an upper bound of the token count of a batch.
 
-    `data` must already be case-folded (`fold_ascii_case`). Returns
-    (token_hashes uint64, token_starts int64, token_lengths int32,
-    document_token_offsets int64), where the tokens of document d are
-    `document_token_offsets[d]:document_token_offsets[d + 1]`.
+    A token is at least one byte and, without punctuation tokens, is followed
+    by a separator unless it is a single-character token of 2 or more bytes,
+    so a document of b bytes has at most (b + 1) // 2 tokens.
     """
     documents = offsets.shape[0] - 1
     total_bytes = offsets[documents] - offsets[0]
     if keep_punctuation:
-        capacity = total_bytes + 1
-    else:
-        capacity = (total_bytes + documents) // 2 + 1
-    hashes = np.empty(capacity, dtype=np.uint64)
-    starts = np.empty(capacity, dtype=np.int64)
-    lengths = np.empty(capacity, dtype=np.int32)
+        return total_bytes + 1
+    return (total_bytes + documents) // 2 + 1
+
+
+@kernel
+def tokenize(data, offsets, seed, keep_punctuation, ascii_classes, hashes, starts, lengths):
+    """Split each document `data[offsets[d]:offsets[d + 1]]` into hashed tokens.
+
+    `data` must already be case-folded (`fold_ascii_case`). `hashes` (uint64),
+    `starts` (int64) and `lengths` (int32) are scratch arrays of at least
+    `token_capacity(offsets, keep_punctuation)` entries, reused across batches
+    so their pages are not faulted in again. Returns (token count,
+    document_token_offsets int64): the tokens of document d are
+    `document_token_offsets[d]:document_token_offsets[d + 1]`.
+    """
+    documents = offsets.shape[0] - 1
     document_offsets = np.empty(documents + 1, dtype=np.int64)
 
     count = 0
@@ -224,4 +233,4 @@ def tokenize(data, offsets, seed, keep_punctuation, ascii_classes):
             count += 1
             position = token_end
     document_offsets[documents] = count
-    return hashes[:count], starts[:count], lengths[:count], document_offsets
+    return count, document_offsets

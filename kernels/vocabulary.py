@@ -35,7 +35,7 @@ def build_vocabulary_table(vocabulary_hashes):
     return keys, slots
 
 
-@kernel
+@kernel(leaf=True)
 def lookup_slot(table_keys, table_slots, value):
     """Return the vocabulary slot of a token hash, or -1 when it is not in the vocabulary."""
     size = table_keys.shape[0]

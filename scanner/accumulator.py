@@ -20,7 +20,7 @@ from scanner.sketches.countmin import CountMinSketch
 from scanner.sketches.heavy_hitters import HeavyHitterCandidates
 from scanner.sketches.moments import Moments
 from scanner.sketches.quantiles import QuantileSketch
-from scanner.tokens import tokenize_batch
+from scanner.tokens import TokenScratch, tokenize_batch
 
 
 class ShardAccumulator:
@@ -48,6 +48,7 @@ class ShardAccumulator:
         self.candidate_texts: list[dict[int, str]] = [{} for _ in range(orders)]
         self.heavy_hitter_overflow = 0
 
+        self.token_scratch = TokenScratch()
         self.quantiles = {name: QuantileSketch(settings.quantile_relative_accuracy) for name in FEATURES}
         self.moments = {name: Moments() for name in FEATURES}
 
@@ -57,7 +58,7 @@ class ShardAccumulator:
 
     def add_batch(self, batch: TextBatch) -> None:
         settings = self.settings
-        tokens = tokenize_batch(batch, settings)
+        tokens = tokenize_batch(batch, settings, self.token_scratch)
         tokens_per_document = np.diff(tokens.document_offsets)
 
         self.documents += batch.documents

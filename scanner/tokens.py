@@ -4,7 +4,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kernels.tokenize import ASCII_CLASSES, fold_ascii_case, tokenize
+from kernels.tokenize import ASCII_CLASSES, fold_ascii_case, token_capacity, tokenize
 from scanner.batch import TextBatch
 from scanner.settings import SketchSettings
 
@@ -33,12 +33,39 @@ class Tokens:
         return result
 
 
-def tokenize_batch(batch: TextBatch, settings: SketchSettings) -> Tokens:
+class TokenScratch:
+    """Token arrays reused from batch to batch, grown when a batch needs more."""
+
+    def __init__(self) -> None:
+        self.hashes = np.empty(0, dtype=np.uint64)
+        self.starts = np.empty(0, dtype=np.int64)
+        self.lengths = np.empty(0, dtype=np.int32)
+
+    def ensure(self, capacity: int) -> None:
+        if self.hashes.shape[0] < capacity:
+            self.hashes = np.empty(capacity, dtype=np.uint64)
+            self.starts = np.empty(capacity, dtype=np.int64)
+            self.lengths = np.empty(capacity, dtype=np.int32)
+
+
+def tokenize_batch(batch: TextBatch, settings: SketchSettings, scratch: TokenScratch | None = None) -> Tokens:
+    """Tokenize a batch; with `scratch`, the returned arrays are views valid until its next use."""
+    scratch = scratch or TokenScratch()
+    scratch.ensure(int(token_capacity(batch.offsets, settings.keep_punctuation)))
     folded = fold_ascii_case(batch.data)
-    hashes, starts, lengths, document_offsets = tokenize(
-        folded, batch.offsets, np.uint64(settings.seed), settings.keep_punctuation, ASCII_CLASSES
+    count, document_offsets = tokenize(
+        folded,
+        batch.offsets,
+        np.uint64(settings.seed),
+        settings.keep_punctuation,
+        ASCII_CLASSES,
+        scratch.hashes,
+        scratch.starts,
+        scratch.lengths,
     )
-    return Tokens(hashes, starts, lengths, document_offsets, folded)
+    return Tokens(
+        scratch.hashes[:count], scratch.starts[:count], scratch.lengths[:count], document_offsets, folded
+    )
 
 
 def token_hashes_of(words: list[str], settings: SketchSettings) -> np.ndarray:

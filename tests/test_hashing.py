@@ -1,15 +1,46 @@
-"""Token and n-gram hashes: XXH64, checked against the xxhash package and golden values."""
+"""Token and n-gram hashes against independent references and golden values."""
 
 import numpy as np
 import pytest
 import xxhash
 
-from kernels.hashing import xxh64_bytes, xxh64_words
+from kernels.hashing import ngram_hash, xxh64_bytes, xxh64_words
 from scanner.batch import TextBatch
 from scanner.settings import SketchSettings
 from scanner.tokens import token_hashes_of, tokenize_batch
 
 SETTINGS = SketchSettings()
+MASK = (1 << 64) - 1
+GOLDEN_NGRAM_HASHES = [
+    2641034448292145342,
+    12409543432904628300,
+    7355743060267748351,
+    1689406819522471148,
+    11577070112040710753,
+]
+PRIME1, PRIME2, PRIME3, PRIME4, PRIME5 = (
+    0x9E3779B185EBCA87,
+    0xC2B2AE3D27D4EB4F,
+    0x165667B19E3779F9,
+    0x85EBCA77C2B2AE63,
+    0x27D4EB2F165667C5,
+)
+
+
+def rotl(value: int, bits: int) -> int:
+    return ((value << bits) | (value >> (64 - bits))) & MASK
+
+
+def reference_ngram_hash(token_hashes: list[int], seed: int) -> int:
+    """The documented n-gram hash in plain Python integers."""
+    state = (seed + PRIME5) & MASK
+    for token in token_hashes:
+        lane = rotl((token * PRIME2) & MASK, 31) * PRIME1 & MASK
+        state = (rotl(state ^ lane, 27) * PRIME1 + PRIME4) & MASK
+    value = (state + len(token_hashes)) & MASK
+    value = ((value ^ (value >> 33)) * PRIME2) & MASK
+    value = ((value ^ (value >> 29)) * PRIME3) & MASK
+    return value ^ (value >> 32)
 
 
 @pytest.mark.parametrize("length", [0, 1, 3, 4, 7, 8, 15, 16, 31, 32, 33, 63, 64, 65, 200])
@@ -44,18 +75,31 @@ def test_token_hash_is_xxh64_of_folded_bytes():
     assert int(hashes[0]) == xxhash.xxh64("café".encode(), seed=SETTINGS.seed).intdigest()
 
 
-def test_trigram_hash_golden_value():
-    tokens = tokenize_batch(TextBatch.from_strings(["The quick brown fox"]), SETTINGS)
+@pytest.mark.parametrize("order", range(1, 9))
+@pytest.mark.parametrize("seed", [0, SETTINGS.seed, 2**64 - 1])
+def test_ngram_hash_matches_reference(order, seed):
+    words = np.random.default_rng(order).integers(0, 2**64, order + 3, dtype=np.uint64, endpoint=False)
 
-    assert int(xxh64_words(tokens.hashes, 0, 3, np.uint64(SETTINGS.seed))) == 2930345127550791846
+    got = int(ngram_hash(words, 2, order, np.uint64(seed)))
+
+    assert got == reference_ngram_hash(words[2 : 2 + order].tolist(), seed)
+
+
+def test_ngram_hash_golden_values():
+    tokens = tokenize_batch(TextBatch.from_strings(["The quick brown fox jumps"]), SETTINGS)
+    seed = np.uint64(SETTINGS.seed)
+
+    hashes = [int(ngram_hash(tokens.hashes, 0, order, seed)) for order in range(1, 6)]
+
+    assert hashes == GOLDEN_NGRAM_HASHES
 
 
 def test_ngram_hash_depends_on_token_order():
     tokens = tokenize_batch(TextBatch.from_strings(["cat dog", "dog cat"]), SETTINGS)
     seed = np.uint64(SETTINGS.seed)
 
-    forward = xxh64_words(tokens.hashes, 0, 2, seed)
-    backward = xxh64_words(tokens.hashes, 2, 2, seed)
+    forward = ngram_hash(tokens.hashes, 0, 2, seed)
+    backward = ngram_hash(tokens.hashes, 2, 2, seed)
 
     assert forward != backward
 
@@ -63,4 +107,25 @@ def test_ngram_hash_depends_on_token_order():
 def test_ngram_hash_depends_on_seed():
     tokens = tokenize_batch(TextBatch.from_strings(["cat dog"]), SETTINGS)
 
-    assert xxh64_words(tokens.hashes, 0, 2, np.uint64(1)) != xxh64_words(tokens.hashes, 0, 2, np.uint64(2))
+    assert ngram_hash(tokens.hashes, 0, 2, np.uint64(1)) != ngram_hash(tokens.hashes, 0, 2, np.uint64(2))
+
+
+def test_ngram_hash_depends_on_order_of_same_prefix():
+    tokens = tokenize_batch(TextBatch.from_strings(["cat dog"]), SETTINGS)
+    seed = np.uint64(SETTINGS.seed)
+
+    assert ngram_hash(tokens.hashes, 0, 1, seed) != ngram_hash(tokens.hashes, 0, 2, seed)
+
+
+def test_fused_kernel_uses_the_ngram_hash():
+    import pyarrow as pa
+
+    from scanner.accumulator import ShardAccumulator
+
+    accumulator = ShardAccumulator(SETTINGS, "shard")
+    accumulator.add_texts(pa.array(["The quick brown fox jumps"] * 20))
+    candidates = accumulator.finish().heavy_hitters.candidates
+
+    tokens = tokenize_batch(TextBatch.from_strings(["The quick brown fox jumps"]), SETTINGS)
+    expected = int(ngram_hash(tokens.hashes, 0, 5, np.uint64(SETTINGS.seed)))
+    assert candidates[5] == {expected: "the quick brown fox jumps"}
