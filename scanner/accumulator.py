@@ -47,16 +47,17 @@ class ShardAccumulator:
         self.candidate_sizes = np.zeros(orders, dtype=np.int64)
         self.candidate_texts: list[dict[int, str]] = [{} for _ in range(orders)]
         self.heavy_hitter_overflow = 0
+        self.groups: dict[str, np.ndarray] = {}
 
         self.token_scratch = TokenScratch()
         self.quantiles = {name: QuantileSketch(settings.quantile_relative_accuracy) for name in FEATURES}
         self.moments = {name: Moments() for name in FEATURES}
 
-    def add_texts(self, texts: pa.Array | pa.ChunkedArray) -> None:
-        """Add an Arrow string array of documents (no nulls)."""
-        self.add_batch(TextBatch.from_arrow(texts))
+    def add_texts(self, texts: pa.Array | pa.ChunkedArray, groups: tuple[np.ndarray, list[str]] | None = None) -> None:
+        """Add an Arrow string array of documents (no nulls), with optional group codes and names."""
+        self.add_batch(TextBatch.from_arrow(texts), groups)
 
-    def add_batch(self, batch: TextBatch) -> None:
+    def add_batch(self, batch: TextBatch, groups: tuple[np.ndarray, list[str]] | None = None) -> None:
         settings = self.settings
         tokens = tokenize_batch(batch, settings, self.token_scratch)
         tokens_per_document = np.diff(tokens.document_offsets)
@@ -84,6 +85,8 @@ class ShardAccumulator:
             self.ngram_totals,
         )
         self._record_new_heavy_hitter_texts(tokens)
+        if groups is not None:
+            self._count_groups(groups, tokens_per_document, batch.source_bytes)
 
         ratio, repeated, entropy = document_features(
             tokens.hashes, tokens.document_offsets, settings.repeat_order, np.uint64(settings.seed)
@@ -98,6 +101,24 @@ class ShardAccumulator:
         for name in FEATURES:
             self.quantiles[name].update_batch(values[name])
             self.moments[name].update_batch(values[name])
+
+    def _count_groups(self, groups, tokens_per_document: np.ndarray, source_bytes: np.ndarray) -> None:
+        codes, names = groups
+        if codes.shape[0] != tokens_per_document.shape[0]:
+            raise ValueError(f"{codes.shape[0]} group codes for {tokens_per_document.shape[0]} documents")
+        size = len(names)
+        counters = np.stack(
+            [
+                np.bincount(codes, minlength=size),
+                np.bincount(codes, weights=(tokens_per_document == 0), minlength=size).astype(np.int64),
+                np.bincount(codes, weights=source_bytes, minlength=size).astype(np.int64),
+                np.bincount(codes, weights=tokens_per_document, minlength=size).astype(np.int64),
+            ],
+            axis=1,
+        )
+        for code, name in enumerate(names):
+            previous = self.groups.get(name)
+            self.groups[name] = counters[code] if previous is None else previous + counters[code]
 
     def _record_new_heavy_hitter_texts(self, tokens) -> None:
         """Store the text of the candidates that entered in this batch."""
@@ -149,4 +170,5 @@ class ShardAccumulator:
             heavy_hitters=HeavyHitterCandidates(candidates),
             quantiles=self.quantiles,
             moments=self.moments,
+            groups=self.groups,
         )

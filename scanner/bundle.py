@@ -1,7 +1,7 @@
 """Sketch bundles: everything one shard (or a merge of shards) contributes.
 
 A bundle holds the counters (documents, empty documents, bytes, tokens), the
-n-gram totals per order, a HyperLogLog per order, one Count-Min sketch over
+n-gram totals per order, per-group counters for `--group-by`, a HyperLogLog per order, one Count-Min sketch over
 the n-grams of all orders, the heavy-hitter candidates, and a quantile sketch
 and exact moments per document feature, together with the `SketchSettings`
 that produced them and the ids of the shards inside.
@@ -30,6 +30,7 @@ from scanner.sketches.quantiles import QuantileSketch
 
 _KIND = "bundle"
 
+GROUP_COUNTERS = ("documents", "empty_documents", "bytes", "tokens")
 FEATURES = ("doc_tokens", "doc_bytes", "type_token_ratio", "repeated_ngram_share", "unigram_entropy")
 
 
@@ -53,6 +54,7 @@ class Bundle:
     heavy_hitters: HeavyHitterCandidates = field(default_factory=HeavyHitterCandidates)
     quantiles: dict[str, QuantileSketch] = None
     moments: dict[str, Moments] = None
+    groups: dict[str, np.ndarray] = field(default_factory=dict)  # name -> int64 GROUP_COUNTERS
 
     def __post_init__(self):
         settings = self.settings
@@ -68,6 +70,7 @@ class Bundle:
         if self.moments is None:
             self.moments = {name: Moments() for name in FEATURES}
         self.shard_ids = tuple(sorted(self.shard_ids))
+        self.groups = {name: np.asarray(self.groups[name], dtype=np.int64) for name in sorted(self.groups)}
 
     def merge(self, other: "Bundle") -> "Bundle":
         """Return the merge of two bundles; neither input changes."""
@@ -93,6 +96,7 @@ class Bundle:
             heavy_hitters=self.heavy_hitters.merge(other.heavy_hitters),
             quantiles={name: self.quantiles[name].merge(other.quantiles[name]) for name in FEATURES},
             moments={name: self.moments[name].merge(other.moments[name]) for name in FEATURES},
+            groups=_merge_groups(self.groups, other.groups),
         )
 
     def distinct_ngrams(self, order: int) -> float:
@@ -115,11 +119,13 @@ class Bundle:
             "heavy_hitters": heavy_meta,
             "moments": {name: self.moments[name].to_dict() for name in FEATURES},
             "quantiles": {},
+            "groups": list(self.groups),
         }
         arrays = {
             "ngram_totals": self.ngram_totals,
             "hll_registers": self.hll_registers,
             "countmin": self.countmin.table.astype(np.uint64),
+            "groups": np.array(list(self.groups.values()), dtype=np.int64).reshape(len(self.groups), len(GROUP_COUNTERS)),
         }
         for name in FEATURES:
             quantile_meta, quantile_arrays = self.quantiles[name].to_frame_parts()
@@ -157,7 +163,15 @@ class Bundle:
             heavy_hitters=HeavyHitterCandidates.from_frame_parts(meta["heavy_hitters"], heavy_arrays),
             quantiles=quantiles,
             moments={name: Moments.from_dict(meta["moments"][name]) for name in FEATURES},
+            groups=dict(zip(meta["groups"], arrays["groups"])),
         )
+
+
+def _merge_groups(first: dict[str, np.ndarray], second: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    merged = dict(first)
+    for name, counters in second.items():
+        merged[name] = merged[name] + counters if name in merged else counters
+    return merged
 
 
 def merge_all(bundles: list[Bundle]) -> Bundle:

@@ -1,0 +1,79 @@
+"""Shard checkpoints in the state directory, local or in object storage.
+
+Layout under `STATE/scan-<key>/`, where the key is a digest of everything that
+changes a shard's bundle (sketch settings, read settings and grouping):
+
+    shards/<shard id>.bundle   the shard's sketch bundle (a `scanner.codec` frame)
+    shards/<shard id>.json     the shard's summary, written after the bundle
+
+A shard is checkpointed when its summary exists. Local writes go to a
+temporary name first and are renamed, so a crash never leaves a partial file
+under the final name; an object store write is atomic per object. Writing the
+same shard twice (a task that Ray ran again) replaces equal content.
+"""
+
+import hashlib
+import json
+import os
+import uuid
+
+from fsspec.implementations.local import LocalFileSystem
+
+from scanner.config import ScanConfig
+from scanner.storage import filesystem_for
+
+
+def scan_key(config: ScanConfig) -> str:
+    """Digest of the settings that decide a shard's result."""
+    material = json.dumps(
+        {
+            "sketch": config.sketch.model_dump(mode="json"),
+            "read": config.read.model_dump(mode="json"),
+            "group_by": config.group_by,
+        },
+        sort_keys=True,
+    )
+    return hashlib.sha256(material.encode()).hexdigest()[:16]
+
+
+class CheckpointStore:
+    """Reads and writes shard checkpoints of one scan configuration."""
+
+    def __init__(self, state_dir: str, config: ScanConfig):
+        self.fs, root = filesystem_for(state_dir, config.storage)
+        self.root = f"{root.rstrip('/')}/scan-{scan_key(config)}/shards"
+
+    def _path(self, shard_id: str, suffix: str) -> str:
+        return f"{self.root}/{shard_id}{suffix}"
+
+    def _write(self, path: str, data: bytes) -> None:
+        if isinstance(self.fs, LocalFileSystem):
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            temporary = f"{path}.tmp-{uuid.uuid4().hex}"
+            with open(temporary, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temporary, path)
+        else:
+            self.fs.pipe_file(path, data)
+
+    def save(self, shard_id: str, bundle_bytes: bytes, summary: dict) -> None:
+        self._write(self._path(shard_id, ".bundle"), bundle_bytes)
+        self._write(self._path(shard_id, ".json"), json.dumps(summary, sort_keys=True).encode())
+
+    def completed(self) -> dict[str, dict]:
+        """Return the summaries of every checkpointed shard, by shard id."""
+        try:
+            names = self.fs.find(self.root)
+        except FileNotFoundError:
+            return {}
+        summaries = {}
+        for name in names:
+            if name.endswith(".json"):
+                summary = json.loads(self.fs.cat_file(name))
+                summaries[summary["shard_id"]] = summary
+        return summaries
+
+    def load_bundle_bytes(self, shard_id: str) -> bytes:
+        return self.fs.cat_file(self._path(shard_id, ".bundle"))

@@ -1,0 +1,201 @@
+"""Running a scan on Ray: plan, shard tasks, checkpoints and a streaming tree merge.
+
+The driver lists the sources and plans shards, then keeps at most
+2 x workers shard tasks in flight. Each task reads its shard straight from
+storage, checkpoints the bundle and returns (summary, bundle bytes) as two Ray
+objects; the driver fetches only the small summary. Bundles are merged by Ray
+tasks, `MERGE_FAN_IN` at a time, as soon as enough are ready, so the driver
+holds object references, never a growing list of bundles.
+
+A worker that crashes has its task retried (`task_retries`); storage errors
+(OSError) are retried the same way. A shard that still fails is reported, not
+merged. Every shard id enters the merge at most once, and `Bundle.merge`
+rejects a second copy, so a shard that Ray ran twice is counted once.
+"""
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+
+import ray
+
+from scanner.bundle import Bundle
+from scanner.checkpoints import CheckpointStore
+from scanner.config import ScanConfig
+from scanner.plan import Plan, build_plan
+from scanner.progress import Progress
+from scanner.shard_task import scan_shard
+from scanner.sources import list_objects
+
+logger = logging.getLogger(__name__)
+
+MERGE_FAN_IN = 8
+
+
+@dataclass
+class ScanOutcome:
+    """What a scan produced: the merged bundle, per-shard summaries and failures."""
+
+    config: ScanConfig
+    plan: Plan
+    bundle: Bundle | None
+    summaries: list[dict] = field(default_factory=list)
+    failures: list[dict] = field(default_factory=list)
+    resumed_shards: int = 0
+    seconds: float = 0.0
+
+
+def _merge_bytes(*parts: bytes) -> bytes:
+    bundles = [Bundle.from_bytes(part) for part in parts]
+    merged = bundles[0]
+    for bundle in bundles[1:]:
+        merged = merged.merge(bundle)
+    return merged.to_bytes()
+
+
+def _load_checkpoint(config: ScanConfig, shard_id: str) -> bytes:
+    return CheckpointStore(config.resolved_state_dir, config).load_bundle_bytes(shard_id)
+
+
+_scan_task = ray.remote(num_returns=2)(scan_shard)
+_merge_task = ray.remote(_merge_bytes)
+_load_task = ray.remote(_load_checkpoint)
+
+
+class _TreeMerge:
+    """Merges bundle references level by level as they arrive."""
+
+    def __init__(self):
+        self.levels: list[list] = [[]]
+
+    def add(self, reference, level: int = 0) -> None:
+        while len(self.levels) <= level:
+            self.levels.append([])
+        pending = self.levels[level]
+        pending.append(reference)
+        if len(pending) == MERGE_FAN_IN:
+            self.levels[level] = []
+            self.add(_merge_task.remote(*pending), level + 1)
+
+    def result(self) -> Bundle | None:
+        remaining = [reference for level in self.levels for reference in level]
+        if not remaining:
+            return None
+        while len(remaining) > 1:
+            remaining = [
+                _merge_task.remote(*remaining[i : i + MERGE_FAN_IN]) if len(remaining[i : i + MERGE_FAN_IN]) > 1
+                else remaining[i]
+                for i in range(0, len(remaining), MERGE_FAN_IN)
+            ]
+        return Bundle.from_bytes(ray.get(remaining[0]))
+
+
+def _start_ray(config: ScanConfig) -> bool:
+    """Connect to Ray; return True when this call started it."""
+    if ray.is_initialized():
+        return False
+    if config.address:
+        ray.init(address=config.address, logging_level=logging.WARNING, log_to_driver=True)
+    else:
+        ray.init(
+            address="local",
+            num_cpus=config.num_workers or os.cpu_count(),
+            include_dashboard=False,
+            logging_level=logging.WARNING,
+        )
+    return True
+
+
+def _workers(config: ScanConfig) -> int:
+    if config.num_workers:
+        return config.num_workers
+    return max(1, int(ray.cluster_resources().get("CPU", 1)))
+
+
+def run_scan(config: ScanConfig, progress_enabled: bool | None = None) -> ScanOutcome:
+    """Plan and run a scan; return its outcome. Raises SourceError when sources match nothing."""
+    started = time.monotonic()
+    objects = list_objects(config.sources, config.storage)
+    plan = build_plan(
+        objects, config.storage, declared_format=config.read.format, target_shard_bytes=config.target_shard_bytes
+    )
+    logger.info("scan planned: %d objects, %d shards, %d bytes", plan.total_objects, len(plan.shards), plan.total_bytes)
+
+    store = CheckpointStore(config.resolved_state_dir, config)
+    checkpointed = store.completed() if config.resume else {}
+    planned_ids = {shard.shard_id for shard in plan.shards}
+    checkpointed = {shard_id: summary for shard_id, summary in checkpointed.items() if shard_id in planned_ids}
+    if config.resume:
+        logger.info("resuming: %d of %d shards already checkpointed", len(checkpointed), len(plan.shards))
+
+    started_ray = _start_ray(config)
+    try:
+        outcome = _execute(config, plan, checkpointed, progress_enabled)
+    finally:
+        if started_ray:
+            ray.shutdown()
+    outcome.seconds = time.monotonic() - started
+    logger.info(
+        "scan finished in %.1f s: %d shards merged, %d failed",
+        outcome.seconds,
+        len(outcome.summaries),
+        len(outcome.failures),
+    )
+    return outcome
+
+
+def _execute(config: ScanConfig, plan: Plan, checkpointed: dict[str, dict], progress_enabled) -> ScanOutcome:
+    outcome = ScanOutcome(config=config, plan=plan, bundle=None, resumed_shards=len(checkpointed))
+    progress = Progress(len(plan.shards), enabled=progress_enabled)
+    merge = _TreeMerge()
+    merged_ids: set[str] = set()
+
+    for shard_id, summary in sorted(checkpointed.items()):
+        merge.add(_load_task.remote(config, shard_id))
+        merged_ids.add(shard_id)
+        outcome.summaries.append(summary)
+        progress.shard_done(summary)
+
+    queue = [shard for shard in plan.shards if shard.shard_id not in checkpointed]
+    limit = 2 * _workers(config)
+    in_flight: dict = {}
+    options = {"max_retries": config.task_retries, "retry_exceptions": [OSError, TimeoutError]}
+
+    while queue or in_flight:
+        while queue and len(in_flight) < limit:
+            shard = queue.pop(0)
+            summary_ref, bundle_ref = _scan_task.options(**options).remote(shard, config)
+            in_flight[summary_ref] = (shard, bundle_ref)
+
+        ready, _ = ray.wait(list(in_flight), num_returns=1)
+        for summary_ref in ready:
+            shard, bundle_ref = in_flight.pop(summary_ref)
+            try:
+                summary = ray.get(summary_ref)
+            except Exception as error:  # noqa: BLE001 - any task failure is reported per shard
+                message = _failure_message(error)
+                logger.error("shard %s (%s) failed: %s", shard.shard_id, shard.url, message)
+                outcome.failures.append({"shard_id": shard.shard_id, "url": shard.url, "error": message})
+                progress.shard_failed()
+                continue
+            if shard.shard_id in merged_ids:
+                logger.warning("shard %s reported twice; merged once", shard.shard_id)
+                continue
+            merged_ids.add(shard.shard_id)
+            merge.add(bundle_ref)
+            outcome.summaries.append(summary)
+            progress.shard_done(summary)
+
+    progress.close()
+    outcome.bundle = merge.result()
+    outcome.summaries.sort(key=lambda summary: summary["shard_id"])
+    return outcome
+
+
+def _failure_message(error: Exception) -> str:
+    cause = getattr(error, "cause", None)
+    if cause is not None:
+        return f"{type(cause).__name__}: {cause}"
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[-1] if text else ''}"

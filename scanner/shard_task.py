@@ -1,0 +1,70 @@
+"""Scanning one shard on a worker: storage -> records -> kernels -> bundle.
+
+This runs inside a Ray task, never on the driver. It opens the shard's object
+with the scan's storage options, reads record batches with `scanner.formats`,
+feeds their text to a `ShardAccumulator`, and checkpoints the bundle and a
+summary before returning them.
+"""
+
+import logging
+import time
+
+from scanner.accumulator import ShardAccumulator
+from scanner.checkpoints import CheckpointStore
+from scanner.config import ScanConfig
+from scanner.formats import ReadReport, iter_record_batches
+from scanner.grouping import group_codes
+from scanner.plan import Shard
+from scanner.storage import filesystem_for
+
+logger = logging.getLogger(__name__)
+
+
+def scan_shard(shard: Shard, config: ScanConfig) -> tuple[dict, bytes]:
+    """Scan one shard; return (summary, bundle bytes) and checkpoint both.
+
+    The summary holds the shard's counters, its read report and the seconds it
+    took. Exceptions from storage or a reader propagate to the caller.
+    """
+    started = time.perf_counter()
+    fs, path = filesystem_for(shard.url, config.storage)
+    report = ReadReport()
+    for warning in shard.warnings:
+        report.warn(f"{shard.url}: {warning}")
+    accumulator = ShardAccumulator(config.sketch, shard.shard_id)
+
+    batches = iter_record_batches(
+        lambda: fs.open(path, "rb"),
+        shard.url,
+        config.read.options(),
+        report,
+        byte_range=shard.byte_range,
+        row_groups=shard.row_groups,
+    )
+    for batch in batches:
+        if batch.num_rows:
+            accumulator.add_texts(batch.column("text"), group_codes(batch, config.group_by))
+
+    if accumulator.heavy_hitter_overflow:
+        report.warn(
+            f"{shard.url}: {accumulator.heavy_hitter_overflow} heavy-hitter candidates dropped; "
+            "raise --heavy-hitter-capacity for complete top n-gram lists"
+        )
+    bundle = accumulator.finish()
+    bundle_bytes = bundle.to_bytes()
+    summary = {
+        "shard_id": shard.shard_id,
+        "url": shard.url,
+        "byte_range": shard.byte_range,
+        "row_groups": shard.row_groups,
+        "estimated_bytes": shard.estimated_bytes,
+        "documents": bundle.documents,
+        "empty_documents": bundle.empty_documents,
+        "bytes": bundle.bytes,
+        "tokens": bundle.tokens,
+        "seconds": round(time.perf_counter() - started, 6),
+        "report": report.to_dict(),
+    }
+    CheckpointStore(config.resolved_state_dir, config).save(shard.shard_id, bundle_bytes, summary)
+    logger.debug("shard %s done: %d documents", shard.shard_id, bundle.documents)
+    return summary, bundle_bytes
