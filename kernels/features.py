@@ -20,13 +20,14 @@ _EMPTY = np.uint64(0)
 
 
 @kernel(leaf=True)
-def _count_distinct(values, first, stop, table_keys, table_counts, used_slots):
-    """Count each value of values[first:stop] in an open-addressing table.
+def _count_distinct(values, first, stop, table_keys, table_counts, used_slots, mask):
+    """Count each value of values[first:stop] in the first mask + 1 slots of a table.
 
     Returns the number of distinct values; `used_slots[:distinct]` lists the
-    slots in use, and the caller clears them.
+    slots in use, and the caller clears them. Sizing the table to the document
+    (mask + 1 >= 2 x its tokens) keeps a short document's probes in L1 cache
+    even when the batch holds a long one.
     """
-    mask = table_keys.shape[0] - 1
     distinct = 0
     for index in range(first, stop):
         value = values[index]
@@ -69,7 +70,11 @@ def document_features(token_hashes, document_offsets, repeat_order, seed):
         if tokens == 0:
             continue
 
-        distinct = _count_distinct(token_hashes, first, stop, table_keys, table_counts, used_slots)
+        size = 16
+        while size < 2 * tokens:
+            size *= 2
+        mask = size - 1
+        distinct = _count_distinct(token_hashes, first, stop, table_keys, table_counts, used_slots, mask)
         ratio[document] = distinct / tokens
         total = 0.0
         for index in range(distinct):
@@ -84,7 +89,7 @@ def document_features(token_hashes, document_offsets, repeat_order, seed):
             continue
         for index in range(ngrams):
             ngram_hashes[index] = ngram_hash(token_hashes, first + index, repeat_order, seed)
-        distinct = _count_distinct(ngram_hashes, 0, ngrams, table_keys, table_counts, used_slots)
+        distinct = _count_distinct(ngram_hashes, 0, ngrams, table_keys, table_counts, used_slots, mask)
         repeated[document] = 1.0 - distinct / ngrams
         for index in range(distinct):
             table_counts[used_slots[index]] = 0

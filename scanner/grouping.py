@@ -9,6 +9,7 @@ group "unknown".
 """
 
 import ipaddress
+import re
 import urllib.parse
 from functools import lru_cache
 
@@ -20,6 +21,8 @@ from publicsuffixlist import PublicSuffixList
 from scanner.config import GroupBy
 
 UNKNOWN = "unknown"
+# Letters of any script, digits, hyphens, underscores and dots; IPv6 hosts come without brackets.
+_HOST = re.compile(r"[\w.-]+|[0-9a-f:.]+")
 
 _suffixes = PublicSuffixList()
 
@@ -64,6 +67,7 @@ def registered_domain(url: str) -> str:
         host = urllib.parse.urlsplit(text).hostname
     except ValueError:
         return UNKNOWN
-    if not host:
+    host = (host or "").rstrip(".").lower()
+    if not host or not _HOST.fullmatch(host):
         return UNKNOWN
-    return _domain_of_host(host.rstrip(".").lower())
+    return _domain_of_host(host)
