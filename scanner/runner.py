@@ -174,6 +174,7 @@ def _execute(config: ScanConfig, plan: Plan, checkpointed: dict[str, dict], prog
             try:
                 summary = ray.get(summary_ref)
             except Exception as error:  # noqa: BLE001 - any task failure is reported per shard
+                _discard(bundle_ref)
                 message = _failure_message(error)
                 logger.error("shard %s (%s) failed: %s", shard.shard_id, shard.url, message)
                 outcome.failures.append({"shard_id": shard.shard_id, "url": shard.url, "error": message})
@@ -191,6 +192,14 @@ def _execute(config: ScanConfig, plan: Plan, checkpointed: dict[str, dict], prog
     outcome.bundle = merge.result()
     outcome.summaries.sort(key=lambda summary: summary["shard_id"])
     return outcome
+
+
+def _discard(reference) -> None:
+    """Fetch a failed task's second return, so Ray does not log its error again as unhandled."""
+    try:
+        ray.get(reference)
+    except Exception:  # noqa: BLE001 - the same error was already reported for the shard
+        pass
 
 
 def _failure_message(error: Exception) -> str:

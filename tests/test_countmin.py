@@ -77,8 +77,35 @@ def test_merge_rejects_other_shape():
 
 
 def test_invalid_depth():
-    with pytest.raises(ValueError, match="use 1, 2, 4, 8 or 16"):
+    with pytest.raises(ValueError, match="use 2 or 4"):
         CountMinSketch(10, 3)
+
+
+@pytest.mark.parametrize("depth", [2, 4])
+def test_item_sharing_one_block_does_not_inherit_a_count(depth):
+    frequent = np.uint64(0x0123_4567_89AB_CDEF)
+    # Same block A and the same slots for every row; only block B differs.
+    twin = frequent ^ np.uint64(1 << 30)
+    sketch = CountMinSketch(blocks_log2=15, depth=depth)
+    sketch.update_batch(np.full(10_000, frequent, dtype=np.uint64))
+    sketch.update_batch(np.array([twin], dtype=np.uint64))
+
+    assert sketch.query(np.array([twin], dtype=np.uint64))[0] == 1
+
+
+def test_rare_items_rarely_inherit_a_heavy_count():
+    rng = np.random.default_rng(9)
+    heavy = rng.integers(0, 2**64, 1_000, dtype=np.uint64, endpoint=False)
+    rare = rng.integers(0, 2**64, 1_000_000, dtype=np.uint64, endpoint=False)
+    sketch = CountMinSketch(blocks_log2=15, depth=4)
+    sketch.update_batch(np.repeat(heavy, 1_000))
+    sketch.update_batch(rare)
+
+    inflated = np.count_nonzero(sketch.query(rare) >= 1_000)
+
+    # Each row lands on a heavy counter with probability about 4,000 / 2**19, so all
+    # four rows do for about 1e6 * (4e3 / 2**19)**4 = 0.003 of a million items.
+    assert inflated <= 2
 
 
 def test_round_trip(stream):

@@ -85,3 +85,19 @@ def test_top_text_is_case_folded_tokens():
     top = accumulator.finish().top_ngrams(2, limit=1)
 
     assert top == [{"ngram": "the cat", "count": 150}]
+
+
+def test_no_rare_ngram_in_top_lists_of_a_large_corpus():
+    # About 1.2 million n-grams, most of orders 3 to 5 seen once: the setting where
+    # a Count-Min layout with correlated rows gave once-seen n-grams heavy counts.
+    settings = SketchSettings()
+    documents = zipf_documents(30_000, 11)
+    accumulator = ShardAccumulator(settings, "large")
+    for start in range(0, len(documents), 5_000):
+        accumulator.add_texts(pa.array(documents[start : start + 5_000]))
+    bundle = accumulator.finish()
+
+    for order in (2, 3, 4, 5):
+        counts = true_counts(documents, order)
+        for item in bundle.top_ngrams(order, limit=20):
+            assert counts[item["ngram"]] >= item["count"] / 2, (order, item, counts[item["ngram"]])

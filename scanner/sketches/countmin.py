@@ -1,19 +1,20 @@
-"""Count-Min sketch of n-gram frequencies, blocked for the cache.
+"""Count-Min sketch of n-gram frequencies, laid out for the cache.
 
 Layout: `2**blocks_log2` blocks of 16 counters, one 64-byte cache line each
-while a shard counts in uint32. An item's hash picks one block, and each of the
-`depth` rows picks one counter inside its own group of 16 / depth counters of
-that block, so an update touches one cache line instead of `depth` lines. A
-shard updates conservatively (only counters below the new minimum rise); merged
-sketches add their counters in uint64.
+while a shard counts in uint32. Half the rows of an item live in one block and
+half in a second, independently chosen block, and each row picks a counter of
+its block (`kernels.ngrams.countmin_cell` gives the layout), so an update
+touches two cache lines instead of `depth`. A shard updates conservatively (only counters
+below the new minimum rise); merged sketches add their counters in uint64.
 
 Error: estimates never fall below the true count. Each row has width
-w = 2**blocks_log2 * 16 / depth, so a row overestimates an item by at most
-e * N / w with probability at least 1 - 1/e (Cormode and Muthukrishnan, 2005;
-conservative update and the sum of conservative sketches only lower the
-counters). The rows of one item share a block, so they are not independent and
-the classic failure probability exp(-depth) is not guaranteed;
-`tests/test_countmin.py` measures the share of items beyond the bound.
+w = 2**blocks_log2 * 32 / depth, so a row overestimates an item by at most e * N / w with
+probability at least 1 - 1/e (Cormode and Muthukrishnan, 2005; conservative
+update and the sum of conservative sketches only lower the counters). Rows in
+one block are not independent, so the classic failure probability exp(-depth)
+is not guaranteed; two items share all their counters with probability
+2**-(2 * blocks_log2 + 12) at depth 4. `tests/test_countmin.py` measures the share
+of items beyond the bound.
 """
 
 import math
@@ -36,9 +37,9 @@ def _update_batch(table, depth, hashes):
 class CountMinSketch:
     """Frequency estimates of 64-bit hashes; merged tables hold uint64 counters."""
 
-    def __init__(self, blocks_log2: int = 16, depth: int = 4, table: np.ndarray | None = None):
-        if depth not in (1, 2, 4, 8, 16):
-            raise ValueError(f"Count-Min depth {depth} is invalid: use 1, 2, 4, 8 or 16")
+    def __init__(self, blocks_log2: int = 15, depth: int = 4, table: np.ndarray | None = None):
+        if depth not in (2, 4):
+            raise ValueError(f"Count-Min depth {depth} is invalid: use 2 or 4")
         if not 4 <= blocks_log2 <= 24:
             raise ValueError(f"Count-Min blocks_log2 {blocks_log2} is out of range: use 4 to 24")
         self.blocks_log2 = blocks_log2
@@ -53,7 +54,7 @@ class CountMinSketch:
     @property
     def width(self) -> int:
         """Counters per row."""
-        return (1 << self.blocks_log2) * CM_BLOCK_SLOTS // self.depth
+        return (1 << self.blocks_log2) * CM_BLOCK_SLOTS * 2 // self.depth
 
     def error_bound(self, total: int) -> float:
         """Overestimate that one row stays within with probability >= 1 - 1/e."""

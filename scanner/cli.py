@@ -1,0 +1,426 @@
+"""The `corpus-scanner` command line: scan, plan and demo.
+
+Exit codes:
+    0  success.
+    1  the scan failed with an unexpected error, which is logged with its traceback.
+    2  invalid arguments or configuration. The message names the value and the fix.
+    3  the scan finished, but shards failed or skipped records exceed --max-errors.
+       result.json is still written and lists the problems.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import pathlib
+import sys
+import tempfile
+from collections.abc import Sequence
+
+from pydantic import ValidationError
+
+from scanner.config import ScanConfig
+from scanner.demo import DEFAULT_DOCUMENTS, write_demo_corpus
+from scanner.plan import build_plan
+from scanner.result import ScanResult
+from scanner.settings import parse_orders
+from scanner.sources import SourceError, list_objects
+from scanner.storage import StorageOptions, redact_url
+
+logger = logging.getLogger("scanner.cli")
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_INVALID = 2
+EXIT_INCOMPLETE = 3
+EXIT_INTERRUPTED = 130
+
+PROGRAM = "corpus-scanner"
+MIB = 1 << 20
+
+# Command-line option for each configuration field, so validation errors name what the user typed.
+_OPTION_FOR_FIELD = {
+    ("sources",): "SOURCE",
+    ("out",): "--out",
+    ("read", "format"): "--format",
+    ("read", "text_field"): "--text-field",
+    ("read", "url_field"): "--url-field",
+    ("read", "date_field"): "--date-field",
+    ("sketch",): "--ngram-orders",
+    ("sketch", "min_order"): "--ngram-orders",
+    ("sketch", "max_order"): "--ngram-orders",
+    ("sketch", "hll_precision"): "--hll-precision",
+    ("sketch", "seed"): "--seed",
+    ("sketch", "heavy_hitter_capacity"): "--heavy-hitter-capacity",
+    ("storage", "endpoint_url"): "--endpoint-url",
+    ("storage", "options"): "--storage-option",
+    ("address",): "--address",
+    ("num_workers",): "--num-workers",
+    ("state_dir",): "--state-dir",
+    ("max_errors",): "--max-errors",
+    ("target_shard_bytes",): "--shard-size-mb",
+    ("top_ngrams",): "--top-ngrams",
+}
+
+
+class UsageError(ValueError):
+    """Invalid arguments or configuration: exit code 2, with a message and no traceback."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line and return its exit code."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_request:
+        # argparse exits with 2 on invalid arguments and with 0 after --help.
+        return exit_request.code if isinstance(exit_request.code, int) else EXIT_INVALID
+
+    logging.basicConfig(
+        level=getattr(logging, args.log_level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return args.handler(args)
+    except UsageError as error:
+        _print_error(str(error))
+        return EXIT_INVALID
+    except KeyboardInterrupt:
+        _print_error("interrupted")
+        return EXIT_INTERRUPTED
+    except Exception as error:  # noqa: BLE001 - the last resort: log with traceback, then one line
+        logger.exception("%s %s failed", PROGRAM, args.command)
+        _print_error(f"{args.command} failed: {type(error).__name__}: {error}")
+        return EXIT_FAILED
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROGRAM,
+        description="Scan text corpora in local files or object storage and summarize them with mergeable sketches.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--log-level",
+        default="info",
+        choices=("debug", "info", "warning", "error"),
+        help="level of the log messages on stderr (default: info)",
+    )
+
+    sources = argparse.ArgumentParser(add_help=False)
+    sources.add_argument(
+        "sources", nargs="+", metavar="SOURCE", help="file, directory, glob, URL (s3://...) or @MANIFEST"
+    )
+    _add_read_options(sources)
+    _add_storage_options(sources)
+    sources.add_argument(
+        "--shard-size-mb",
+        type=float,
+        default=256.0,
+        help="target shard size in MiB (default: 256). Larger uncompressed JSONL, text and Parquet files are split",
+    )
+
+    scan = commands.add_parser(
+        "scan",
+        parents=[sources, common],
+        help="scan sources and write result.json, tables/*.parquet and report.html",
+        description="Scan sources and write OUT/result.json, OUT/tables/*.parquet and OUT/report.html.",
+    )
+    scan.add_argument("--out", required=True, help="output directory, local or in object storage (s3://bucket/prefix)")
+    _add_scan_options(scan)
+    scan.set_defaults(handler=_scan_command)
+
+    plan = commands.add_parser(
+        "plan",
+        parents=[sources, common],
+        help="print the shard plan without scanning",
+        description="List the sources, detect formats and print the shards that a scan would run.",
+    )
+    plan.add_argument("--json", action="store_true", help="print the plan as JSON")
+    plan.set_defaults(handler=_plan_command)
+
+    demo = commands.add_parser(
+        "demo",
+        parents=[common],
+        help="generate a sample corpus and scan it on an embedded local Ray",
+        description="Generate a synthetic English-like corpus under OUT/corpus and scan it with --group-by domain.",
+    )
+    demo.add_argument("--out", default="demo-output", help="output directory (default: demo-output)")
+    demo.add_argument(
+        "--documents",
+        type=int,
+        default=DEFAULT_DOCUMENTS,
+        help="documents to generate; the default %(default)s is about 77 MB of text in 20 MiB of files",
+    )
+    demo.add_argument("--num-workers", type=int, default=None, help="parallel shard tasks (default: one per CPU)")
+    demo.add_argument("--no-progress", action="store_true", help="never show the progress line on stderr")
+    demo.set_defaults(handler=_demo_command)
+    return parser
+
+
+def _add_read_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("reading")
+    group.add_argument(
+        "--format",
+        default="auto",
+        choices=("auto", "jsonl", "parquet", "warc", "wet", "arc", "text"),
+        help="record format; auto detects it from each object's first bytes (default: auto)",
+    )
+    group.add_argument("--text-field", default="text", help="JSONL key or Parquet column with the text (default: text)")
+    group.add_argument("--url-field", help="JSONL key or Parquet column with the URL (default: url, when present)")
+    group.add_argument(
+        "--date-field", help="JSONL key or Parquet column with the date (default: date, timestamp or created)"
+    )
+    group.add_argument(
+        "--lines-as-documents", action="store_true", help="plain text: one document per line instead of per file"
+    )
+
+
+def _add_storage_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("storage")
+    group.add_argument(
+        "--endpoint-url", help="S3 endpoint for storage other than AWS, for example http://127.0.0.1:9000"
+    )
+    group.add_argument("--anon", action="store_true", help="read s3:// anonymously, without credentials")
+    group.add_argument(
+        "--storage-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="fsspec filesystem option, repeatable, for example requester_pays=true or region_name=us-east-1",
+    )
+
+
+def _add_scan_options(parser: argparse.ArgumentParser) -> None:
+    sketch = parser.add_argument_group("statistics")
+    sketch.add_argument(
+        "--ngram-orders", type=_orders_argument, default=(1, 5), metavar="MIN-MAX",
+        help="word n-gram orders, N or MIN-MAX within 1-8 (default: 1-5)",
+    )
+    sketch.add_argument("--top-ngrams", type=int, default=50, help="n-grams listed per order (default: 50)")
+    sketch.add_argument(
+        "--hll-precision", type=int, default=None,
+        help="HyperLogLog precision p, 4-18: 2**p registers per order, relative standard error 1.04 / sqrt(2**p) "
+        "(default: 14)",
+    )
+    sketch.add_argument("--seed", type=int, default=None, help="seed of the token and n-gram hashes")
+    sketch.add_argument(
+        "--heavy-hitter-capacity", type=int, default=None,
+        help="k: every n-gram above 1/(k+1) of its order's n-grams is a top n-gram candidate (default: 1024)",
+    )
+    sketch.add_argument("--keep-punctuation", action="store_true", help="count punctuation and symbols as tokens")
+    sketch.add_argument(
+        "--group-by", default="none", choices=("none", "snapshot", "domain"),
+        help="count documents per crawl month (snapshot) or registered domain (default: none)",
+    )
+
+    run = parser.add_argument_group("execution")
+    run.add_argument("--address", help="Ray cluster address (default: start an embedded local Ray)")
+    run.add_argument("--num-workers", type=int, default=None, help="parallel shard tasks (default: one per CPU)")
+    run.add_argument("--state-dir", help="checkpoint directory (default: OUT/state)")
+    run.add_argument(
+        "--resume", action="store_true", help="reuse the checkpoints of shards that an earlier scan finished"
+    )
+    run.add_argument(
+        "--max-errors", type=int, default=None,
+        help="skipped records tolerated before the exit code is 3 (default: no limit). Skips are always reported",
+    )
+    run.add_argument("--no-progress", action="store_true", help="never show the progress line on stderr")
+
+
+def _orders_argument(text: str) -> tuple[int, int]:
+    try:
+        return parse_orders(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"{error}, for example 1-5") from None
+
+
+def _scan_command(args: argparse.Namespace) -> int:
+    config = scan_config_from_args(args)
+    result, location = run_and_write(config, progress_enabled=False if args.no_progress else None)
+    print(format_summary(result, location))
+    return exit_code_for(result)
+
+
+def _plan_command(args: argparse.Namespace) -> int:
+    storage = _storage_from_args(args)
+    target = _shard_bytes(args.shard_size_mb)
+    try:
+        objects = list_objects(args.sources, storage)
+    except SourceError as error:
+        raise UsageError(str(error)) from None
+    plan = build_plan(objects, storage, declared_format=args.format, target_shard_bytes=target)
+    print(plan.to_json() if args.json else plan.format_table())
+    return EXIT_OK
+
+
+def _demo_command(args: argparse.Namespace) -> int:
+    out = pathlib.Path(args.out)
+    corpus = out / "corpus"
+
+    # The demo does not resume, so its checkpoints go to a directory that is removed afterwards.
+    with tempfile.TemporaryDirectory(prefix="corpus-scanner-demo-state-") as state_dir:
+        config = _validated_config(
+            {
+                "sources": [str(corpus)],
+                "out": str(out),
+                "group_by": "domain",
+                "num_workers": args.num_workers,
+                "state_dir": state_dir,
+                "max_errors": None,
+            }
+        )
+        try:
+            paths = write_demo_corpus(corpus, args.documents)
+        except ValueError as error:
+            raise UsageError(f"{error} (--documents)") from None
+        size = sum(path.stat().st_size for path in paths)
+        print(f"wrote {args.documents:,} documents in {len(paths)} files ({size / MIB:.1f} MiB) to {corpus}")
+
+        result, location = run_and_write(config, progress_enabled=False if args.no_progress else None)
+    print(format_summary(result, location))
+    print(f"open {location}/report.html in a browser for the report")
+    return exit_code_for(result)
+
+
+def scan_config_from_args(args: argparse.Namespace) -> ScanConfig:
+    """Build the scan configuration from parsed arguments. Raises UsageError naming the invalid option."""
+    min_order, max_order = args.ngram_orders
+    sketch = {"min_order": min_order, "max_order": max_order, "keep_punctuation": args.keep_punctuation}
+    for field, value in (
+        ("hll_precision", args.hll_precision),
+        ("seed", args.seed),
+        ("heavy_hitter_capacity", args.heavy_hitter_capacity),
+    ):
+        if value is not None:
+            sketch[field] = value
+
+    return _validated_config(
+        {
+            "sources": args.sources,
+            "out": args.out,
+            "read": {
+                "format": args.format,
+                "text_field": args.text_field,
+                "url_field": args.url_field,
+                "date_field": args.date_field,
+                "lines_as_documents": args.lines_as_documents,
+            },
+            "sketch": sketch,
+            "storage": _storage_from_args(args),
+            "group_by": args.group_by,
+            "address": args.address,
+            "num_workers": args.num_workers,
+            "state_dir": args.state_dir,
+            "resume": args.resume,
+            "max_errors": args.max_errors,
+            "target_shard_bytes": _shard_bytes(args.shard_size_mb),
+            "top_ngrams": args.top_ngrams,
+        }
+    )
+
+
+def _validated_config(fields: dict) -> ScanConfig:
+    try:
+        return ScanConfig.model_validate(fields)
+    except ValidationError as error:
+        raise UsageError(describe_validation_error(error)) from None
+
+
+def _storage_from_args(args: argparse.Namespace) -> StorageOptions:
+    try:
+        return StorageOptions.from_cli(args.endpoint_url, args.anon, args.storage_option)
+    except ValidationError as error:
+        raise UsageError(describe_validation_error(error, prefix=("storage",))) from None
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+
+
+def _shard_bytes(megabytes: float) -> int:
+    if not megabytes > 0:
+        raise UsageError(f"invalid --shard-size-mb {megabytes}: use a positive size in MiB, for example 256")
+    return max(1, int(megabytes * MIB))
+
+
+def describe_validation_error(error: ValidationError, prefix: tuple[str, ...] = ()) -> str:
+    """Describe each validation error on one line, naming the command-line option and the rejected value.
+
+    Values of storage options are left out, because they may be credentials.
+    """
+    lines = []
+    for item in error.errors():
+        location = prefix + tuple(str(part) for part in item["loc"])
+        option = _OPTION_FOR_FIELD.get(location[:2]) or _OPTION_FOR_FIELD.get(location[:1]) or ".".join(location)
+        message = item["msg"].removeprefix("Value error, ")
+        if location[:1] == ("storage",) or "input" not in item or isinstance(item["input"], dict):
+            lines.append(f"invalid {option}: {message}")
+        else:
+            lines.append(f"invalid {option} {item['input']!r}: {message}")
+    return "\n".join(lines)
+
+
+def run_and_write(config: ScanConfig, progress_enabled: bool | None) -> tuple[ScanResult, str]:
+    """Run the scan and write its outputs; return the result and the output URL.
+
+    Raises UsageError when a source matches no objects.
+    """
+    # Imported here because the runner imports Ray, which `plan` and argument errors do not need.
+    from scanner.output import write_outputs
+    from scanner.result import build_result
+    from scanner.runner import run_scan
+
+    logger.info(
+        "scan starting: %d sources, output %s, storage %s",
+        len(config.sources),
+        redact_url(config.out),
+        config.storage.redacted(),
+    )
+    try:
+        outcome = run_scan(config, progress_enabled=progress_enabled)
+    except SourceError as error:
+        raise UsageError(str(error)) from None
+    result = build_result(outcome)
+    location = write_outputs(outcome, result, config.out, config.storage)
+    return result, location
+
+
+def exit_code_for(result: ScanResult) -> int:
+    """Return 3 when the result lists problems (failed shards, too many skipped records), else 0."""
+    return EXIT_INCOMPLETE if result.problems else EXIT_OK
+
+
+def format_summary(result: ScanResult, location: str) -> str:
+    """Return the short summary printed after a scan."""
+    skipped = f"{result.errors.count:,}"
+    if result.errors.by_reason:
+        skipped += " (" + ", ".join(f"{reason} {count:,}" for reason, count in result.errors.by_reason.items()) + ")"
+    lines = [
+        f"documents:        {result.documents:,} ({result.empty_documents:,} empty)",
+        f"tokens:           {result.tokens:,}",
+        f"text bytes:       {result.bytes:,}",
+        f"distinct n-grams: {_distinct_summary(result)}",
+        f"shards:           {result.shards.completed:,} completed, {result.shards.failed:,} failed, "
+        f"{result.shards.total:,} planned",
+        f"skipped records:  {skipped}",
+        f"seconds:          {result.seconds:.1f}",
+        f"output:           {location}",
+    ]
+    for problem in result.problems:
+        lines.append(f"incomplete: {problem}")
+    return "\n".join(lines)
+
+
+def _distinct_summary(result: ScanResult) -> str:
+    if not result.ngrams:
+        return "none"
+    counts = ", ".join(f"order {order} {stats.distinct:,.0f}" for order, stats in result.ngrams.items())
+    rse = next(iter(result.ngrams.values())).distinct_rse
+    return f"{counts} (estimates, relative standard error {rse:.1%})"
+
+
+def _print_error(message: str) -> None:
+    for line in message.splitlines() or [""]:
+        print(f"{PROGRAM}: error: {line}", file=sys.stderr)

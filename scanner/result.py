@@ -1,0 +1,316 @@
+"""The `result.json` document: corpus statistics of one scan, as pydantic models.
+
+`build_result` turns a `ScanOutcome` into a `ScanResult`. The fields that
+checks and other tools read (documents, bytes, tokens, ngrams, top_ngrams,
+features, shards, errors, synthetic_share, contamination, indicators, groups)
+keep their names and meaning within one `SCHEMA_VERSION`. The other fields
+(settings, sources, warnings, timing) describe how the numbers were made.
+
+Keys of `ngrams`, `top_ngrams`, `top_ngrams_error_bound` and the per-order
+indicators are n-gram orders written as strings ("1", "2", ...), because JSON
+object keys are strings.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import math
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from scanner.bundle import FEATURES, GROUP_COUNTERS, Bundle
+from scanner.formats import ReadReport
+from scanner.storage import redact_url
+
+if TYPE_CHECKING:
+    # The runner imports Ray; results are also built and read where Ray is not needed.
+    from scanner.runner import ScanOutcome
+
+SCHEMA_VERSION = 1
+MAX_ERROR_SAMPLES = 20
+FEATURE_QUANTILES = {"p50": 0.5, "p90": 0.9, "p99": 0.99}
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class NgramStats(_Model):
+    """Counts of the n-grams of one order."""
+
+    total: int = Field(description="n-grams counted, repeats included (exact)")
+    distinct: float = Field(description="HyperLogLog estimate of the distinct n-grams")
+    distinct_rse: float = Field(description="relative standard error of `distinct`: 1.04 / sqrt(2**precision)")
+
+
+class TopNgram(_Model):
+    """One frequent n-gram and its Count-Min count, an upper bound of the true count."""
+
+    ngram: str
+    count: int
+
+
+class FeatureSummary(_Model):
+    """Quantiles and moments of one per-document feature, None where no document has a value."""
+
+    p50: float | None
+    p90: float | None
+    p99: float | None
+    mean: float | None
+    variance: float | None = Field(description="population variance (divided by count)")
+    min: float | None
+    max: float | None
+    count: int = Field(description="documents with a value for this feature")
+
+
+class ShardFailure(_Model):
+    """A shard that raised in every attempt, so its records are missing from the result."""
+
+    shard_id: str
+    url: str
+    error: str
+
+
+class ShardCounts(_Model):
+    """Planned, completed and failed shards."""
+
+    total: int
+    completed: int
+    failed: int
+    failures: list[ShardFailure]
+
+
+class ErrorSample(_Model):
+    """One skipped record: why, where (object and line, offset or row group) and the reader's message."""
+
+    reason: str
+    location: str
+    detail: str
+
+
+class ErrorSummary(_Model):
+    """Records that the readers skipped as malformed, over all completed shards."""
+
+    count: int = Field(description="skipped records")
+    by_reason: dict[str, int]
+    samples: list[ErrorSample] = Field(description=f"the first {MAX_ERROR_SAMPLES} skipped records, by shard id")
+
+
+class Indicators(_Model):
+    """Diversity indicators.
+
+    `distinct_ratio` per order is distinct n-grams / total n-grams. The distinct
+    count is a HyperLogLog estimate, so the ratio is an estimate with the
+    relative standard error of `ngrams[order].distinct_rse`. It is capped at 1,
+    the largest true value, and is None for an order without n-grams.
+    """
+
+    distinct_ratio: dict[str, float | None]
+
+
+class GroupCounts(_Model):
+    """Counters of one `--group-by` group."""
+
+    documents: int
+    empty_documents: int
+    bytes: int
+    tokens: int
+
+
+class InputSize(_Model):
+    """Objects and bytes (as stored, compressed or not) that the plan covered."""
+
+    objects: int
+    bytes: int
+
+
+class ScanResult(_Model):
+    """Everything `result.json` holds."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    scanner_version: str
+
+    status: Literal["complete", "incomplete"] = Field(
+        description="incomplete when a shard failed or skipped records exceed max_errors"
+    )
+    problems: list[str] = Field(description="why the status is incomplete, one sentence each")
+
+    documents: int = Field(description="records with text, empty ones included")
+    empty_documents: int = Field(description="documents without any token")
+    bytes: int = Field(description="UTF-8 bytes of the text as decoded from the source, before normalization")
+    tokens: int = Field(description="word tokens")
+    ngrams: dict[str, NgramStats]
+    # NOTE: lists can contain false entries. The blocked Count-Min sketch gives a rare n-gram that
+    # shares all its counters with a frequent one (of any order) the frequent one's count.
+    top_ngrams: dict[str, list[TopNgram]]
+    top_ngrams_error_bound: dict[str, float] = Field(
+        description=(
+            "Count-Min overestimate e * N / width that each listed count stays within with probability >= 1 - 1/e. "
+            "All orders share one sketch, so N counts the n-grams of every order and the bound is the same for each"
+        )
+    )
+    features: dict[str, FeatureSummary]
+    shards: ShardCounts
+    errors: ErrorSummary
+    synthetic_share: None = Field(None, description="not estimated yet: needs a reference profile")
+    contamination: None = Field(None, description="not estimated yet: needs a registry of generated datasets")
+    indicators: Indicators
+    group_by: Literal["none", "snapshot", "domain"]
+    groups: dict[str, GroupCounts]
+
+    input: InputSize
+    sources: list[str] = Field(description="sources as given, with URL passwords hidden")
+    storage: dict = Field(description="storage options with secret values hidden")
+    read: dict = Field(description="read settings (format, fields)")
+    settings: dict = Field(description="sketch settings, which must be equal for bundles to merge")
+    max_errors: int | None = Field(description="skipped records tolerated before the status is incomplete")
+    read_counters: dict[str, int] = Field(description="reader events that are not skips, such as blank lines")
+    warnings: list[str]
+    dropped_warnings: int = Field(description="warnings beyond the list's cap, counted but not listed")
+    truncated_objects: list[str] = Field(
+        description="objects that ended early, so records after that point are missing"
+    )
+    resumed_shards: int = Field(description="shards taken from checkpoints of an earlier run")
+    seconds: float = Field(description="wall-clock time of the scan, planning included")
+
+    def to_json(self) -> str:
+        """Serialize as indented JSON text."""
+        return self.model_dump_json(indent=2)
+
+
+def build_result(outcome: ScanOutcome) -> ScanResult:
+    """Summarize a scan outcome as a `ScanResult`.
+
+    Works without a bundle (every shard failed, or the plan was empty): the
+    counters are then zero and the feature values None.
+    """
+    config = outcome.config
+    settings = outcome.bundle.settings if outcome.bundle is not None else config.sketch
+    bundle = outcome.bundle if outcome.bundle is not None else Bundle(settings=settings)
+    report = merged_report(outcome.summaries)
+    errors = ErrorSummary(
+        count=report.skipped_total,
+        by_reason=dict(sorted(report.skipped.items())),
+        samples=[ErrorSample(**sample) for sample in report.samples[:MAX_ERROR_SAMPLES]],
+    )
+    shards = ShardCounts(
+        total=len(outcome.plan.shards),
+        completed=len(outcome.summaries),
+        failed=len(outcome.failures),
+        failures=[ShardFailure(**failure) for failure in outcome.failures],
+    )
+    ngrams = ngram_stats(bundle)
+    problems = _problems(shards, errors, config.max_errors)
+
+    return ScanResult(
+        scanner_version=scanner_version(),
+        status="incomplete" if problems else "complete",
+        problems=problems,
+        documents=bundle.documents,
+        empty_documents=bundle.empty_documents,
+        bytes=bundle.bytes,
+        tokens=bundle.tokens,
+        ngrams=ngrams,
+        top_ngrams={str(order): bundle.top_ngrams(order, config.top_ngrams) for order in settings.orders},
+        top_ngrams_error_bound=_error_bounds(bundle),
+        features={name: feature_summary(bundle, name) for name in FEATURES},
+        shards=shards,
+        errors=errors,
+        indicators=Indicators(distinct_ratio={order: _distinct_ratio(stats) for order, stats in ngrams.items()}),
+        group_by=config.group_by,
+        groups=_groups(bundle),
+        input=InputSize(objects=outcome.plan.total_objects, bytes=outcome.plan.total_bytes),
+        sources=[redact_url(source) for source in config.sources],
+        storage=config.storage.redacted(),
+        read=config.read.model_dump(mode="json"),
+        settings=settings.model_dump(mode="json"),
+        max_errors=config.max_errors,
+        read_counters=dict(sorted(report.counters.items())),
+        warnings=report.warnings,
+        dropped_warnings=report.dropped_warnings,
+        truncated_objects=sorted({summary["url"] for summary in outcome.summaries if summary["report"]["truncated"]}),
+        resumed_shards=outcome.resumed_shards,
+        seconds=round(outcome.seconds, 3),
+    )
+
+
+def merged_report(summaries: list[dict]) -> ReadReport:
+    """Merge the read reports of shard summaries, in shard id order so samples are reproducible."""
+    merged = ReadReport()
+    for summary in sorted(summaries, key=lambda item: item["shard_id"]):
+        merged = merged.merge(ReadReport.from_dict(summary["report"]))
+    return merged
+
+
+def ngram_stats(bundle: Bundle) -> dict[str, NgramStats]:
+    """Return the exact total and the estimated distinct count of each order's n-grams."""
+    settings = bundle.settings
+    rse = 1.04 / math.sqrt(1 << settings.hll_precision)
+    return {
+        str(order): NgramStats(
+            total=int(bundle.ngram_totals[order - settings.min_order]),
+            distinct=bundle.distinct_ngrams(order),
+            distinct_rse=rse,
+        )
+        for order in settings.orders
+    }
+
+
+def feature_summary(bundle: Bundle, name: str) -> FeatureSummary:
+    """Return the quantiles (within the sketch's relative accuracy) and exact moments of one feature."""
+    moments = bundle.moments[name].summary()
+    quantiles = {key: _finite(bundle.quantiles[name].quantile(q)) for key, q in FEATURE_QUANTILES.items()}
+    return FeatureSummary(
+        **quantiles,
+        mean=_finite(moments["mean"]),
+        variance=_finite(moments["variance"]),
+        min=_finite(moments["min"]),
+        max=_finite(moments["max"]),
+        count=moments["count"],
+    )
+
+
+def scanner_version() -> str:
+    """Return the installed version of the corpus-scanner distribution, or "unknown" when not installed."""
+    try:
+        return importlib.metadata.version("corpus-scanner")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _problems(shards: ShardCounts, errors: ErrorSummary, max_errors: int | None) -> list[str]:
+    problems = []
+    if shards.failed:
+        problems.append(
+            f"{shards.failed} of {shards.total} shards failed, so their records are missing; see shards.failures"
+        )
+    if max_errors is not None and errors.count > max_errors:
+        problems.append(
+            f"{errors.count} records were skipped, more than max_errors {max_errors}; see errors.by_reason"
+        )
+    return problems
+
+
+def _error_bounds(bundle: Bundle) -> dict[str, float]:
+    bound = bundle.countmin.error_bound(int(bundle.ngram_totals.sum()))
+    return {str(order): bound for order in bundle.settings.orders}
+
+
+def _groups(bundle: Bundle) -> dict[str, GroupCounts]:
+    groups = {}
+    for name, counters in bundle.groups.items():
+        values = {counter: int(value) for counter, value in zip(GROUP_COUNTERS, counters)}
+        groups[name] = GroupCounts(**values)
+    return groups
+
+
+def _distinct_ratio(stats: NgramStats) -> float | None:
+    if stats.total == 0:
+        return None
+    return min(1.0, stats.distinct / stats.total)
+
+
+def _finite(value: float) -> float | None:
+    value = float(value)
+    return value if math.isfinite(value) else None
