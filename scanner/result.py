@@ -141,8 +141,6 @@ class ScanResult(_Model):
     bytes: int = Field(description="UTF-8 bytes of the text as decoded from the source, before normalization")
     tokens: int = Field(description="word tokens")
     ngrams: dict[str, NgramStats]
-    # NOTE: lists can contain false entries. The blocked Count-Min sketch gives a rare n-gram that
-    # shares all its counters with a frequent one (of any order) the frequent one's count.
     top_ngrams: dict[str, list[TopNgram]]
     top_ngrams_error_bound: dict[str, float] = Field(
         description=(
