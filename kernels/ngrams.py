@@ -13,10 +13,6 @@ from numba.cpython.unsafe.numbers import leading_zeros
 from kernels._jit import kernel
 from kernels.hashing import avalanche, ngram_finish, ngram_start, ngram_step
 
-_U1 = np.uint64(1)
-_U32 = np.uint64(32)
-_U64 = np.uint64(64)
-_ZERO = np.uint64(0)
 _COUNTER_MAX = np.uint32(0xFFFFFFFF)
 
 CM_BLOCK_SLOTS = 16  # 16 uint32 counters: one 64-byte cache line
@@ -27,9 +23,8 @@ _CHUNK_TOKENS = 4096
 def hll_update(registers, row, precision, hashed):
     """Update row `row` of HyperLogLog `registers` (uint8, (rows, 2**precision)) with one hash.
 
-    The top `precision` bits choose the register; the register keeps the maximum
-    of (leading zeros of the remaining 64 - precision bits) + 1, which is at most
-    65 - precision.
+    The top `precision` bits choose the register. The register keeps the maximum
+    of (leading zeros of the remaining 64 - precision bits) + 1, at most 65 - precision.
     """
     index = hashed >> np.uint64(64 - precision)
     remainder = hashed << np.uint64(precision)
@@ -146,9 +141,9 @@ def _evict_candidates(keys, used, positions, sizes, row, countmin_table, countmi
     """Rebuild one order's candidate table without the items now at or below the threshold.
 
     Items stay while their Count-Min estimate e satisfies e * (capacity + 1) > total.
-    If more than half the table would remain, only the half with the highest
-    estimates stays and the number of items dropped that way is returned, because
-    then the heavy-hitter guarantee no longer holds for them.
+    If more than a quarter of the table would remain, only the quarter with the
+    highest estimates stays. The number of items dropped that way is returned,
+    because the heavy-hitter guarantee no longer holds for them.
     """
     table_size = keys.shape[1]
     mask = np.uint64(table_size - 1)

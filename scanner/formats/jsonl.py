@@ -39,7 +39,7 @@ from typing import Any
 import pyarrow as pa
 
 from scanner.formats.batches import BatchBuilder, parse_date, replace_lone_surrogates
-from scanner.formats.lines import Line, iter_lines
+from scanner.formats.lines import Line
 from scanner.formats.options import DEFAULT_DATE_FIELDS, DEFAULT_URL_FIELDS, ReadOptions
 from scanner.formats.report import ReadReport
 from scanner.formats.streams import report_stream_error
