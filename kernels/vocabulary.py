@@ -82,3 +82,43 @@ def vocabulary_counts(token_hashes, document_offsets, table_keys, table_slots, v
             written += 1
         indptr[document + 1] = written
     return indptr, slots[:written], counts[:written]
+
+
+@kernel
+def document_distinct_tokens(token_hashes, document_offsets):
+    """List each document's distinct token hashes.
+
+    Returns (hashes, first_tokens, document_ids): one entry per (document, distinct
+    token) pair, with the index of the token's first occurrence in the document,
+    so that document frequencies are a count over `hashes`.
+    """
+    documents = document_offsets.shape[0] - 1
+    total = token_hashes.shape[0]
+    hashes = np.empty(total, dtype=np.uint64)
+    first_tokens = np.empty(total, dtype=np.int64)
+    document_ids = np.empty(total, dtype=np.int64)
+    longest = 1
+    for document in range(documents):
+        longest = max(longest, document_offsets[document + 1] - document_offsets[document])
+    size = 16
+    while size < 2 * longest:
+        size *= 2
+    keys = np.zeros(size, dtype=np.uint64)
+    stamps = np.full(size, -1, dtype=np.int64)
+
+    written = 0
+    for document in range(documents):
+        mask = np.uint64(size - 1)
+        for index in range(document_offsets[document], document_offsets[document + 1]):
+            value = token_hashes[index]
+            slot = np.int64(avalanche(value) & mask)
+            while stamps[slot] == document and keys[slot] != value:
+                slot = (slot + 1) & (size - 1)
+            if stamps[slot] != document:
+                stamps[slot] = document
+                keys[slot] = value
+                hashes[written] = value
+                first_tokens[written] = index
+                document_ids[written] = document
+                written += 1
+    return hashes[:written], first_tokens[:written], document_ids[:written]

@@ -20,15 +20,20 @@ from scanner.sketches.countmin import CountMinSketch
 from scanner.sketches.heavy_hitters import HeavyHitterCandidates
 from scanner.sketches.moments import Moments
 from scanner.sketches.quantiles import QuantileSketch
+from scanner.scoring import ProfileScorer, content_ids
+from scanner.sketches.likelihood import LikelihoodSketch
 from scanner.tokens import TokenScratch, tokenize_batch
 
 
 class ShardAccumulator:
     """Sketch state of one shard, fed batch by batch."""
 
-    def __init__(self, settings: SketchSettings, shard_id: str):
+    def __init__(self, settings: SketchSettings, shard_id: str, scorer: ProfileScorer | None = None):
         self.settings = settings
         self.shard_id = shard_id
+        self.scorer = scorer
+        self.likelihood = scorer.new_sketch() if scorer else None
+        self.group_likelihood: dict[str, LikelihoodSketch] = {}
         orders = len(settings.orders)
         self.documents = 0
         self.empty_documents = 0
@@ -87,6 +92,8 @@ class ShardAccumulator:
         self._record_new_heavy_hitter_texts(tokens)
         if groups is not None:
             self._count_groups(groups, tokens_per_document, batch.source_bytes)
+        if self.scorer is not None:
+            self._score(batch, tokens, groups)
 
         ratio, repeated, entropy = document_features(
             tokens.hashes, tokens.document_offsets, settings.repeat_order, np.uint64(settings.seed)
@@ -101,6 +108,22 @@ class ShardAccumulator:
         for name in FEATURES:
             self.quantiles[name].update_batch(values[name])
             self.moments[name].update_batch(values[name])
+
+    def _score(self, batch: TextBatch, tokens, groups) -> None:
+        r, human, present = self.scorer.score(tokens)
+        ids = content_ids(batch)
+        self.likelihood.update(r, human, ids, present)
+        if groups is None:
+            return
+        codes, names = groups
+        for code, name in enumerate(names):
+            members = codes == code
+            if not members.any():
+                continue
+            sketch = self.group_likelihood.get(name)
+            if sketch is None:
+                sketch = self.group_likelihood[name] = self.scorer.new_sketch()
+            sketch.update(r[members], human[members], ids[members], present[members])
 
     def _count_groups(self, groups, tokens_per_document: np.ndarray, source_bytes: np.ndarray) -> None:
         codes, names = groups
@@ -171,4 +194,7 @@ class ShardAccumulator:
             quantiles=self.quantiles,
             moments=self.moments,
             groups=self.groups,
+            likelihood=self.likelihood,
+            group_likelihood=self.group_likelihood,
+            profile_digest=self.scorer.digest if self.scorer else None,
         )

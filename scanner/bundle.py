@@ -25,6 +25,7 @@ from scanner.settings import SketchSettings
 from scanner.sketches.countmin import CountMinSketch
 from scanner.sketches.heavy_hitters import HeavyHitterCandidates
 from scanner.sketches.hll import estimate_from_registers
+from scanner.sketches.likelihood import LikelihoodSketch
 from scanner.sketches.moments import Moments
 from scanner.sketches.quantiles import QuantileSketch
 
@@ -55,6 +56,9 @@ class Bundle:
     quantiles: dict[str, QuantileSketch] = None
     moments: dict[str, Moments] = None
     groups: dict[str, np.ndarray] = field(default_factory=dict)  # name -> int64 GROUP_COUNTERS
+    likelihood: LikelihoodSketch | None = None  # scores against the profile, when the scan has one
+    group_likelihood: dict[str, LikelihoodSketch] = field(default_factory=dict)
+    profile_digest: str | None = None
 
     def __post_init__(self):
         settings = self.settings
@@ -71,12 +75,18 @@ class Bundle:
             self.moments = {name: Moments() for name in FEATURES}
         self.shard_ids = tuple(sorted(self.shard_ids))
         self.groups = {name: np.asarray(self.groups[name], dtype=np.int64) for name in sorted(self.groups)}
+        self.group_likelihood = {name: self.group_likelihood[name] for name in sorted(self.group_likelihood)}
 
     def merge(self, other: "Bundle") -> "Bundle":
         """Return the merge of two bundles; neither input changes."""
         difference = self.settings.mismatch(other.settings)
         if difference is not None:
             raise BundleMismatchError(f"cannot merge bundles made with different settings: {difference}")
+        if self.profile_digest != other.profile_digest:
+            raise BundleMismatchError(
+                "cannot merge bundles scored with different reference profiles: "
+                f"profile {self.profile_digest} != {other.profile_digest}"
+            )
         shared = set(self.shard_ids) & set(other.shard_ids)
         if shared:
             raise BundleMismatchError(
@@ -97,6 +107,9 @@ class Bundle:
             quantiles={name: self.quantiles[name].merge(other.quantiles[name]) for name in FEATURES},
             moments={name: self.moments[name].merge(other.moments[name]) for name in FEATURES},
             groups=_merge_groups(self.groups, other.groups),
+            likelihood=None if self.likelihood is None else self.likelihood.merge(other.likelihood),
+            group_likelihood=_merge_sketches(self.group_likelihood, other.group_likelihood),
+            profile_digest=self.profile_digest,
         )
 
     def distinct_ngrams(self, order: int) -> float:
@@ -120,6 +133,9 @@ class Bundle:
             "moments": {name: self.moments[name].to_dict() for name in FEATURES},
             "quantiles": {},
             "groups": list(self.groups),
+            "profile_digest": self.profile_digest,
+            "likelihood": None,
+            "group_likelihood": {},
         }
         arrays = {
             "ngram_totals": self.ngram_totals,
@@ -134,6 +150,13 @@ class Bundle:
                 arrays[f"quantiles/{name}/{key}"] = array
         for key, array in heavy_arrays.items():
             arrays[f"heavy_hitters/{key}"] = array
+        if self.likelihood is not None:
+            meta["likelihood"], parts = self.likelihood.to_frame_parts()
+            arrays.update({f"likelihood/{key}": array for key, array in parts.items()})
+        for index, (name, sketch) in enumerate(self.group_likelihood.items()):
+            sketch_meta, parts = sketch.to_frame_parts()
+            meta["group_likelihood"][name] = sketch_meta
+            arrays.update({f"group_likelihood/{index}/{key}": array for key, array in parts.items()})
         return encode_frame(_KIND, meta, arrays)
 
     @classmethod
@@ -150,6 +173,13 @@ class Bundle:
             prefix = f"quantiles/{name}/"
             parts = {key.removeprefix(prefix): array for key, array in arrays.items() if key.startswith(prefix)}
             quantiles[name] = QuantileSketch.from_frame_parts(meta["quantiles"][name], parts)
+        likelihood = None
+        if meta["likelihood"] is not None:
+            likelihood = LikelihoodSketch.from_frame_parts(meta["likelihood"], _with_prefix(arrays, "likelihood/"))
+        group_likelihood = {
+            name: LikelihoodSketch.from_frame_parts(sketch_meta, _with_prefix(arrays, f"group_likelihood/{index}/"))
+            for index, (name, sketch_meta) in enumerate(meta["group_likelihood"].items())
+        }
         return cls(
             settings=settings,
             shard_ids=tuple(meta["shard_ids"]),
@@ -164,7 +194,23 @@ class Bundle:
             quantiles=quantiles,
             moments={name: Moments.from_dict(meta["moments"][name]) for name in FEATURES},
             groups=dict(zip(meta["groups"], arrays["groups"])),
+            likelihood=likelihood,
+            group_likelihood=group_likelihood,
+            profile_digest=meta["profile_digest"],
         )
+
+
+def _with_prefix(arrays: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
+    return {key.removeprefix(prefix): array for key, array in arrays.items() if key.startswith(prefix)}
+
+
+def _merge_sketches(
+    first: dict[str, LikelihoodSketch], second: dict[str, LikelihoodSketch]
+) -> dict[str, LikelihoodSketch]:
+    merged = dict(first)
+    for name, sketch in second.items():
+        merged[name] = merged[name].merge(sketch) if name in merged else sketch
+    return merged
 
 
 def _merge_groups(first: dict[str, np.ndarray], second: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -30,6 +30,7 @@ def scan_key(config: ScanConfig) -> str:
             "sketch": config.sketch.model_dump(mode="json"),
             "read": config.read.model_dump(mode="json"),
             "group_by": config.group_by,
+            "profile": config.profile,
         },
         sort_keys=True,
     )

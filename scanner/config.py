@@ -52,6 +52,7 @@ class ScanConfig(BaseModel):
     )
     target_shard_bytes: int = Field(256 << 20, gt=0)
     top_ngrams: int = Field(50, ge=1, le=10_000)
+    profile: str | None = Field(None, description="reference profile for the synthetic-share estimate")
     task_retries: int = Field(3, ge=0, le=20, description="retries of a shard whose worker crashed")
 
     @field_validator("sources")

@@ -24,7 +24,9 @@ from scanner.bundle import Bundle
 from scanner.checkpoints import CheckpointStore
 from scanner.config import ScanConfig
 from scanner.plan import Plan, build_plan
+from scanner.profile import ReferenceProfile
 from scanner.progress import Progress
+from scanner.scoring import ProfileScorer
 from scanner.shard_task import scan_shard
 from scanner.sources import list_objects
 
@@ -91,16 +93,16 @@ class _TreeMerge:
         return Bundle.from_bytes(ray.get(remaining[0]))
 
 
-def _start_ray(config: ScanConfig) -> bool:
-    """Connect to Ray; return True when this call started it."""
+def start_ray(address: str | None, num_workers: int | None) -> bool:
+    """Connect to the Ray cluster at `address`, or start an embedded local one; return True when started here."""
     if ray.is_initialized():
         return False
-    if config.address:
-        ray.init(address=config.address, logging_level=logging.WARNING, log_to_driver=True)
+    if address:
+        ray.init(address=address, logging_level=logging.WARNING, log_to_driver=True)
     else:
         ray.init(
             address="local",
-            num_cpus=config.num_workers or os.cpu_count(),
+            num_cpus=num_workers or os.cpu_count(),
             include_dashboard=False,
             logging_level=logging.WARNING,
         )
@@ -116,6 +118,9 @@ def _workers(config: ScanConfig) -> int:
 def run_scan(config: ScanConfig, progress_enabled: bool | None = None) -> ScanOutcome:
     """Plan and run a scan; return its outcome. Raises SourceError when sources match nothing."""
     started = time.monotonic()
+    if config.profile is not None:
+        # Fail before any work when the profile is missing, unreadable or built for other settings.
+        ProfileScorer(ReferenceProfile.load(config.profile, config.storage), config.sketch)
     objects = list_objects(config.sources, config.storage)
     plan = build_plan(
         objects, config.storage, declared_format=config.read.format, target_shard_bytes=config.target_shard_bytes
@@ -129,7 +134,7 @@ def run_scan(config: ScanConfig, progress_enabled: bool | None = None) -> ScanOu
     if config.resume:
         logger.info("resuming: %d of %d shards already checkpointed", len(checkpointed), len(plan.shards))
 
-    started_ray = _start_ray(config)
+    started_ray = start_ray(config.address, config.num_workers)
     try:
         outcome = _execute(config, plan, checkpointed, progress_enabled)
     finally:

@@ -15,9 +15,24 @@ from scanner.config import ScanConfig
 from scanner.formats import ReadReport, iter_record_batches
 from scanner.grouping import group_codes
 from scanner.plan import Shard
+from scanner.profile import ReferenceProfile
+from scanner.scoring import ProfileScorer
 from scanner.storage import filesystem_for
 
 logger = logging.getLogger(__name__)
+
+
+_scorers: dict[tuple[str, str], ProfileScorer] = {}
+
+
+def scorer_for(config: ScanConfig) -> ProfileScorer | None:
+    """Return the scorer of the scan's profile, loaded once per worker process."""
+    if config.profile is None:
+        return None
+    key = (config.profile, config.sketch.model_dump_json())
+    if key not in _scorers:
+        _scorers[key] = ProfileScorer(ReferenceProfile.load(config.profile, config.storage), config.sketch)
+    return _scorers[key]
 
 
 def scan_shard(shard: Shard, config: ScanConfig) -> tuple[dict, bytes]:
@@ -31,7 +46,7 @@ def scan_shard(shard: Shard, config: ScanConfig) -> tuple[dict, bytes]:
     report = ReadReport()
     for warning in shard.warnings:
         report.warn(f"{shard.url}: {warning}")
-    accumulator = ShardAccumulator(config.sketch, shard.shard_id)
+    accumulator = ShardAccumulator(config.sketch, shard.shard_id, scorer_for(config))
 
     batches = iter_record_batches(
         lambda: fs.open(path, "rb"),

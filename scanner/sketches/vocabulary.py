@@ -15,6 +15,11 @@ class Vocabulary:
         self.token_hashes = hashes
         self._table_keys, self._table_slots = build_vocabulary_table(hashes)
 
+    @property
+    def tables(self) -> tuple[np.ndarray, np.ndarray]:
+        """The open-addressing table (keys, slots) that the kernels look words up in."""
+        return self._table_keys, self._table_slots
+
     def __len__(self) -> int:
         return int(self.token_hashes.size)
 
