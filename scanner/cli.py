@@ -58,6 +58,7 @@ _OPTION_FOR_FIELD = {
     ("num_workers",): "--num-workers",
     ("state_dir",): "--state-dir",
     ("max_errors",): "--max-errors",
+    ("profile",): "--profile",
     ("target_shard_bytes",): "--shard-size-mb",
     ("top_ngrams",): "--top-ngrams",
 }
@@ -158,6 +159,58 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--num-workers", type=int, default=None, help="parallel shard tasks (default: one per CPU)")
     demo.add_argument("--no-progress", action="store_true", help="never show the progress line on stderr")
     demo.set_defaults(handler=_demo_command)
+
+    profile = commands.add_parser(
+        "profile",
+        help="build reference profiles for the synthetic-share estimate",
+        description="Build reference profiles for the synthetic-share estimate.",
+    )
+    profile_commands = profile.add_subparsers(dest="profile_command", required=True, metavar="COMMAND")
+    build = profile_commands.add_parser(
+        "build",
+        parents=[common],
+        help="build a profile from human and generated reference documents",
+        description=(
+            "Build a reference profile: a vocabulary with word-occurrence probabilities of human and "
+            "generated text, and a calibration from held-out reference documents."
+        ),
+    )
+    build.add_argument("--human", nargs="+", required=True, metavar="SOURCE", help="human-written reference documents")
+    build.add_argument(
+        "--synthetic",
+        action="append",
+        required=True,
+        metavar="NAME=SOURCE",
+        help="documents of generator NAME; repeat for more sources or generators",
+    )
+    build.add_argument("--out", required=True, help="profile file to write, local or in object storage")
+    _add_read_options(build)
+    _add_storage_options(build)
+    reference = build.add_argument_group("reference split and vocabulary")
+    reference.add_argument(
+        "--group-field",
+        help="field naming each record's source document; documents of one source stay on one side of the split",
+    )
+    reference.add_argument(
+        "--skip-leading-words",
+        type=int,
+        default=0,
+        help="drop the first N words of every reference document, such as a prompt the generator continued",
+    )
+    reference.add_argument(
+        "--calibration-share", type=float, default=0.3, help="share of source documents held out (default: 0.3)"
+    )
+    reference.add_argument("--vocabulary-size", type=int, default=2000, help="words kept (default: 2000)")
+    reference.add_argument(
+        "--min-document-share",
+        type=float,
+        default=0.01,
+        help="a word must occur in at least this share of documents of both sets (default: 0.01)",
+    )
+    reference.add_argument("--keep-punctuation", action="store_true", help="count punctuation and symbols as tokens")
+    reference.add_argument("--address", help="Ray cluster address (default: start an embedded local Ray)")
+    reference.add_argument("--num-workers", type=int, default=None, help="parallel tasks (default: one per CPU)")
+    build.set_defaults(handler=_profile_build_command)
     return parser
 
 
@@ -201,6 +254,9 @@ def _add_scan_options(parser: argparse.ArgumentParser) -> None:
         help="word n-gram orders, N or MIN-MAX within 1-8 (default: 1-5)",
     )
     sketch.add_argument("--top-ngrams", type=int, default=50, help="n-grams listed per order (default: 50)")
+    sketch.add_argument(
+        "--profile", help="reference profile (from `profile build`) for the synthetic-share estimate"
+    )
     sketch.add_argument(
         "--hll-precision", type=int, default=None,
         help="HyperLogLog precision p, 4-18: 2**p registers per order, relative standard error 1.04 / sqrt(2**p) "
@@ -286,6 +342,52 @@ def _demo_command(args: argparse.Namespace) -> int:
     return exit_code_for(result)
 
 
+def _profile_build_command(args: argparse.Namespace) -> int:
+    from scanner.profile_build import ProfileBuildConfig, build_profile
+
+    synthetic: dict[str, list[str]] = {}
+    for item in args.synthetic:
+        name, separator, source = item.partition("=")
+        if not separator or not name or not source:
+            raise UsageError(f"invalid --synthetic {item!r}: expected NAME=SOURCE, for example gpt-4=s3://bucket/gpt4/")
+        synthetic.setdefault(name, []).append(source)
+    fields = {
+        "human": args.human,
+        "synthetic": synthetic,
+        "out": args.out,
+        "read": {
+            "format": args.format,
+            "text_field": args.text_field,
+            "url_field": args.url_field,
+            "date_field": args.date_field,
+            "lines_as_documents": args.lines_as_documents,
+        },
+        "sketch": {"keep_punctuation": args.keep_punctuation},
+        "storage": _storage_from_args(args),
+        "group_field": args.group_field,
+        "skip_leading_words": args.skip_leading_words,
+        "calibration_share": args.calibration_share,
+        "vocabulary_size": args.vocabulary_size,
+        "min_document_share": args.min_document_share,
+        "address": args.address,
+        "num_workers": args.num_workers,
+    }
+    try:
+        config = ProfileBuildConfig.model_validate(fields)
+    except ValidationError as error:
+        raise UsageError(describe_validation_error(error)) from None
+    try:
+        profile = build_profile(config)
+    except (SourceError, ValueError) as error:
+        raise UsageError(str(error)) from None
+    profile.save(config.out, config.storage)
+    documents = profile.build["documents"]
+    print(f"wrote profile {redact_url(config.out)}: {len(profile.words)} words, generators {', '.join(profile.generators)}")
+    for name, counts in documents.items():
+        print(f"  {name}: {counts['fit']} fit documents, {counts['calibration']} held out for calibration")
+    return EXIT_OK
+
+
 def scan_config_from_args(args: argparse.Namespace) -> ScanConfig:
     """Build the scan configuration from parsed arguments. Raises UsageError naming the invalid option."""
     min_order, max_order = args.ngram_orders
@@ -319,6 +421,7 @@ def scan_config_from_args(args: argparse.Namespace) -> ScanConfig:
             "max_errors": args.max_errors,
             "target_shard_bytes": _shard_bytes(args.shard_size_mb),
             "top_ngrams": args.top_ngrams,
+            "profile": args.profile,
         }
     )
 
@@ -378,9 +481,15 @@ def run_and_write(config: ScanConfig, progress_enabled: bool | None) -> tuple[Sc
         redact_url(config.out),
         config.storage.redacted(),
     )
+    from scanner.profile import ProfileMismatchError
+
     try:
         outcome = run_scan(config, progress_enabled=progress_enabled)
-    except SourceError as error:
+    except (SourceError, ProfileMismatchError) as error:
+        raise UsageError(str(error)) from None
+    except FileNotFoundError as error:
+        if config.profile is None:
+            raise
         raise UsageError(str(error)) from None
     result = build_result(outcome)
     location = write_outputs(outcome, result, config.out, config.storage)
