@@ -192,6 +192,10 @@ def test_invalid_setting_names_option(tmp_path, capsys):
 
 
 def test_unknown_command_exits_2(capsys):
+    assert cli.main(["registry", "build"]) == 2
+
+
+def test_profile_build_without_sources_exits_2(capsys):
     assert cli.main(["profile", "build"]) == 2
 
 
@@ -200,9 +204,9 @@ def test_help_lists_only_built_commands(capsys):
     text = capsys.readouterr().out
 
     assert code == 0
-    for command in ("scan", "plan", "demo"):
+    for command in ("scan", "plan", "demo", "profile"):
         assert command in text
-    for command in ("profile", "registry", "audit", "submit", "jobs", "monitor"):
+    for command in ("registry", "audit", "submit", "jobs", "monitor"):
         assert command not in text
 
 
