@@ -26,6 +26,7 @@ from scanner.storage import redact_url
 if TYPE_CHECKING:
     # The runner imports Ray; results are also built and read where Ray is not needed.
     from scanner.runner import ScanOutcome
+from scanner.share import SyntheticShare, synthetic_share
 
 SCHEMA_VERSION = 1
 MAX_ERROR_SAMPLES = 20
@@ -110,12 +111,13 @@ class Indicators(_Model):
 
 
 class GroupCounts(_Model):
-    """Counters of one `--group-by` group."""
+    """Counters of one `--group-by` group, and its synthetic share when the scan had a profile."""
 
     documents: int
     empty_documents: int
     bytes: int
     tokens: int
+    synthetic_share: SyntheticShare | None = None
 
 
 class InputSize(_Model):
@@ -151,7 +153,7 @@ class ScanResult(_Model):
     features: dict[str, FeatureSummary]
     shards: ShardCounts
     errors: ErrorSummary
-    synthetic_share: None = Field(None, description="not estimated yet: needs a reference profile")
+    synthetic_share: SyntheticShare | None = Field(None, description="null unless the scan had a --profile")
     contamination: None = Field(None, description="not estimated yet: needs a registry of generated datasets")
     indicators: Indicators
     group_by: Literal["none", "snapshot", "domain"]
@@ -217,7 +219,8 @@ def build_result(outcome: ScanOutcome) -> ScanResult:
         errors=errors,
         indicators=Indicators(distinct_ratio={order: _distinct_ratio(stats) for order, stats in ngrams.items()}),
         group_by=config.group_by,
-        groups=_groups(bundle),
+        synthetic_share=_share(bundle, outcome.profile),
+        groups=_groups(bundle, outcome.profile),
         input=InputSize(objects=outcome.plan.total_objects, bytes=outcome.plan.total_bytes),
         sources=[redact_url(source) for source in config.sources],
         storage=config.storage.redacted(),
@@ -295,11 +298,21 @@ def _error_bounds(bundle: Bundle) -> dict[str, float]:
     return {str(order): bound for order in bundle.settings.orders}
 
 
-def _groups(bundle: Bundle) -> dict[str, GroupCounts]:
+def _share(bundle: Bundle, profile) -> SyntheticShare | None:
+    if profile is None or bundle.likelihood is None:
+        return None
+    return synthetic_share(bundle.likelihood, profile, bundle.profile_digest)
+
+
+def _groups(bundle: Bundle, profile) -> dict[str, GroupCounts]:
     groups = {}
     for name, counters in bundle.groups.items():
         values = {counter: int(value) for counter, value in zip(GROUP_COUNTERS, counters)}
-        groups[name] = GroupCounts(**values)
+        sketch = bundle.group_likelihood.get(name)
+        share = None
+        if profile is not None and sketch is not None:
+            share = synthetic_share(sketch, profile, bundle.profile_digest)
+        groups[name] = GroupCounts(**values, synthetic_share=share)
     return groups
 
 

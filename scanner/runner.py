@@ -46,6 +46,7 @@ class ScanOutcome:
     failures: list[dict] = field(default_factory=list)
     resumed_shards: int = 0
     seconds: float = 0.0
+    profile: ReferenceProfile | None = None
 
 
 def _merge_bytes(*parts: bytes) -> bytes:
@@ -118,9 +119,11 @@ def _workers(config: ScanConfig) -> int:
 def run_scan(config: ScanConfig, progress_enabled: bool | None = None) -> ScanOutcome:
     """Plan and run a scan; return its outcome. Raises SourceError when sources match nothing."""
     started = time.monotonic()
+    profile = None
     if config.profile is not None:
         # Fail before any work when the profile is missing, unreadable or built for other settings.
-        ProfileScorer(ReferenceProfile.load(config.profile, config.storage), config.sketch)
+        profile = ReferenceProfile.load(config.profile, config.storage)
+        ProfileScorer(profile, config.sketch)
     objects = list_objects(config.sources, config.storage)
     plan = build_plan(
         objects, config.storage, declared_format=config.read.format, target_shard_bytes=config.target_shard_bytes
@@ -140,6 +143,7 @@ def run_scan(config: ScanConfig, progress_enabled: bool | None = None) -> ScanOu
     finally:
         if started_ray:
             ray.shutdown()
+    outcome.profile = profile
     outcome.seconds = time.monotonic() - started
     logger.info(
         "scan finished in %.1f s: %d shards merged, %d failed",
