@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import logging
 import pathlib
+import socket
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -465,11 +466,46 @@ def describe_validation_error(error: ValidationError, prefix: tuple[str, ...] = 
     return "\n".join(lines)
 
 
+def check_output_location(out: str) -> None:
+    """Raise UsageError when a local output location exists and is not a directory."""
+    if "://" in out and not out.startswith("file://"):
+        return
+    path = pathlib.Path(out.removeprefix("file://")).expanduser()
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"invalid --out {out!r}: it is a file; give a directory to write result.json and tables into")
+
+
+def check_ray_address(address: str | None, timeout: float = 10.0) -> None:
+    """Raise UsageError when a host:port Ray address does not accept connections within `timeout` seconds.
+
+    Ray itself retries an unreachable address for a long time without a message
+    a user can act on. Addresses such as "auto" or "ray://..." are left to Ray.
+    """
+    if not address or "://" in address or ":" not in address:
+        return
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            return
+    except ValueError:
+        raise UsageError(f"invalid --address {address!r}: expected HOST:PORT of the Ray head node") from None
+    except OSError as error:
+        raise UsageError(
+            f"cannot reach the Ray cluster at --address {address!r}: {error}. "
+            "Check that the head node runs (`ray start --head`) and the port is open, or leave out --address "
+            "to start an embedded local Ray"
+        ) from None
+
+
 def run_and_write(config: ScanConfig, progress_enabled: bool | None) -> tuple[ScanResult, str]:
     """Run the scan and write its outputs; return the result and the output URL.
 
-    Raises UsageError when a source matches no objects.
+    Raises UsageError when the output location is a file, the Ray address does
+    not answer, a source matches no objects, or the profile is missing or does
+    not fit the settings.
     """
+    check_output_location(config.out)
+    check_ray_address(config.address)
     # Imported here because the runner imports Ray, which `plan` and argument errors do not need.
     from scanner.output import write_outputs
     from scanner.result import build_result
@@ -517,6 +553,14 @@ def format_summary(result: ScanResult, location: str) -> str:
         f"seconds:          {result.seconds:.1f}",
         f"output:           {location}",
     ]
+    share = result.synthetic_share
+    if share is not None:
+        low, high = share.ci95
+        lines.insert(4, f"synthetic share:  {share.estimate:.3f} (95% interval {low:.3f} to {high:.3f})")
+        if share.fit.warning:
+            lines.append(f"warning: {share.fit.warning}")
+    if result.resumed_shards:
+        lines.insert(-1, f"resumed shards:   {result.resumed_shards:,} from checkpoints")
     for problem in result.problems:
         lines.append(f"incomplete: {problem}")
     return "\n".join(lines)

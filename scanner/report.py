@@ -13,6 +13,7 @@ import html
 import math
 from collections.abc import Iterable, Sequence
 
+from scanner.bundle import GROUP_COUNTERS
 from scanner.result import ScanResult
 
 # Rows per table on the page. tables/*.parquet and result.json contain all rows.
@@ -46,6 +47,7 @@ def render_report(result: ScanResult, shard_rows: Sequence[dict] = ()) -> str:
         _feature_section(result),
         _shard_section(result, shard_rows),
         _error_section(result),
+        _share_section(result),
         _group_section(result),
     ]
     return "\n".join(
@@ -83,6 +85,31 @@ def _headline(result: ScanResult) -> str:
     parts.append(f"<p>Sources: {sources}</p>")
     body = "".join(f'<tr><th>{label}</th><td class="number">{value}</td></tr>' for label, value in rows)
     parts.append(f'<table class="headline">{body}</table>')
+    return "\n".join(parts)
+
+
+def _share_text(share) -> str:
+    if share is None:
+        return "-"
+    low, high = share.ci95
+    return f"{share.estimate:.3f} [{low:.3f}, {high:.3f}]"
+
+
+def _share_section(result: ScanResult) -> str:
+    share = result.synthetic_share
+    if share is None:
+        return ""
+    parts = ["<h2>Synthetic share</h2>"]
+    if share.fit.warning:
+        parts.append(f'<div class="problem"><strong>Poor fit</strong><p>{_text(share.fit.warning)}</p></div>')
+    rows = [["all generators", _share_text(share)]]
+    rows += [[_text(name), _share_text(value)] for name, value in share.generators.items()]
+    rows.append(["plain maximum likelihood (uncalibrated)", f"{share.plain_mle:.3f}"])
+    parts.append(_table(["", "estimate [95% interval]"], rows, numeric_from=1))
+    parts.append(
+        f"<p>{_integer(share.documents)} documents scored, {_integer(share.documents_without_vocabulary)} "
+        f"without any profile word; fit p-value {share.fit.p_value:.3g}.</p>"
+    )
     return "\n".join(parts)
 
 
@@ -189,11 +216,17 @@ def _group_section(result: ScanResult) -> str:
     if result.group_by == "none":
         return ""
     ranked = sorted(result.groups.items(), key=lambda item: (-item[1].documents, item[0]))
-    rows = [
-        [_text(name), *(_integer(value) for value in counts.model_dump().values())]
-        for name, counts in ranked[:MAX_GROUP_ROWS]
-    ]
-    table = _table([_text(result.group_by), "documents", "empty", "bytes", "tokens"], rows, numeric_from=1)
+    with_share = any(counts.synthetic_share is not None for _, counts in ranked)
+    rows = []
+    for name, counts in ranked[:MAX_GROUP_ROWS]:
+        row = [_text(name), *(_integer(getattr(counts, counter)) for counter in GROUP_COUNTERS)]
+        if with_share:
+            row.append(_share_text(counts.synthetic_share))
+        rows.append(row)
+    headers = [_text(result.group_by), "documents", "empty", "bytes", "tokens"]
+    if with_share:
+        headers.append("synthetic share (95% interval)")
+    table = _table(headers, rows, numeric_from=1)
     note = _more_note(len(ranked), MAX_GROUP_ROWS, "tables/groups.parquet")
     return f"<h2>Groups by {_text(result.group_by)}</h2>\n{table}{note}"
 

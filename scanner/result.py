@@ -201,7 +201,7 @@ def build_result(outcome: ScanOutcome) -> ScanResult:
         failures=[ShardFailure(**failure) for failure in outcome.failures],
     )
     ngrams = ngram_stats(bundle)
-    problems = _problems(shards, errors, config.max_errors)
+    problems = _problems(shards, errors, config.max_errors, bundle.documents, config.read.text_field)
 
     return ScanResult(
         scanner_version=scanner_version(),
@@ -280,8 +280,16 @@ def scanner_version() -> str:
         return "unknown"
 
 
-def _problems(shards: ShardCounts, errors: ErrorSummary, max_errors: int | None) -> list[str]:
+def _problems(
+    shards: ShardCounts, errors: ErrorSummary, max_errors: int | None, documents: int, text_field: str
+) -> list[str]:
     problems = []
+    if documents == 0 and errors.count > 0:
+        reasons = ", ".join(f"{reason} {count}" for reason, count in errors.by_reason.items())
+        problems.append(
+            f"every one of the {errors.count} records was skipped ({reasons}) and no document was scanned; "
+            f"check --text-field (now {text_field!r}) and --format"
+        )
     if shards.failed:
         problems.append(
             f"{shards.failed} of {shards.total} shards failed, so their records are missing; see shards.failures"

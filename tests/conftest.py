@@ -30,7 +30,12 @@ os.environ.setdefault(
 
 pytest_plugins = ["s3server"]
 
-SHARED_CORPORA = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "corpora"
+# The sample corpora live beside the checkout; CORPUS_SCANNER_SHARED points elsewhere.
+SHARED_CORPORA = (
+    pathlib.Path(os.environ["CORPUS_SCANNER_SHARED"]) / "corpora"
+    if os.environ.get("CORPUS_SCANNER_SHARED")
+    else pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "corpora"
+)
 
 
 @pytest.fixture(scope="session")

@@ -279,3 +279,40 @@ def test_max_errors_decides_exit_code(tmp_path, monkeypatch, max_errors, expecte
 
     assert code == expected
     assert json.loads((tmp_path / "out" / "result.json").read_text())["errors"]["count"] == 2
+
+
+def test_output_that_is_a_file_exits_2(tmp_path, capsys):
+    (tmp_path / "data.jsonl").write_text('{"text": "a"}\n')
+    (tmp_path / "taken").write_text("not a directory")
+
+    code = cli.main(["scan", str(tmp_path / "data.jsonl"), "--out", str(tmp_path / "taken")])
+
+    assert code == 2
+    assert "it is a file" in capsys.readouterr().err
+
+
+def test_unreachable_ray_address_exits_2(tmp_path, capsys):
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    (tmp_path / "data.jsonl").write_text('{"text": "a"}\n')
+
+    code = cli.main(
+        ["scan", str(tmp_path / "data.jsonl"), "--out", str(tmp_path / "out"), "--address", f"127.0.0.1:{port}"]
+    )
+
+    assert code == 2
+    assert "cannot reach the Ray cluster" in capsys.readouterr().err
+
+
+def test_misspelled_text_field_exits_3(tmp_path):
+    (tmp_path / "data.jsonl").write_text('{"text": "a b"}\n{"text": "c"}\n')
+
+    completed = run_cli("scan", str(tmp_path / "data.jsonl"), "--out", str(tmp_path / "out"), "--text-field", "body")
+
+    result = json.loads((tmp_path / "out" / "result.json").read_text())
+    assert completed.returncode == 3
+    assert result["documents"] == 0
+    assert "check --text-field (now 'body')" in result["problems"][0]
