@@ -25,7 +25,7 @@ class SketchSettings(BaseModel):
     max_order: int = Field(5, ge=1, le=8, description="largest word n-gram order")
     hll_precision: int = Field(14, ge=4, le=18, description="HyperLogLog precision p: 2**p registers per order")
     countmin_blocks_log2: int = Field(
-        15, ge=4, le=24, description="log2 of the Count-Min block count; a block is 16 counters, 64 bytes"
+        14, ge=4, le=24, description="log2 of the Count-Min block count; a block is 16 counters, 64 bytes"
     )
     countmin_depth: Literal[2, 4] = Field(4, description="Count-Min rows, half in each of two cache lines")
     heavy_hitter_capacity: int = Field(
