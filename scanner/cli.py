@@ -21,7 +21,15 @@ from collections.abc import Sequence
 from pydantic import ValidationError
 
 from scanner.config import ScanConfig
-from scanner.demo import DEFAULT_DOCUMENTS, write_demo_corpus
+from scanner.demo import (
+    DEFAULT_DOCUMENTS,
+    DEFAULT_NUMBER_DOCUMENTS,
+    describe_number_corpus,
+    format_number_shares,
+    number_profile_config,
+    write_demo_corpus,
+    write_number_corpus,
+)
 from scanner.plan import build_plan
 from scanner.result import ScanResult
 from scanner.settings import parse_orders
@@ -147,8 +155,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser(
         "demo",
         parents=[common],
-        help="generate a sample corpus and scan it on an embedded local Ray",
-        description="Generate a synthetic English-like corpus under OUT/corpus and scan it with --group-by domain.",
+        help="generate sample corpora and scan them on an embedded local Ray",
+        description=(
+            "Generate a synthetic English-like corpus under OUT/corpus and scan it with --group-by domain. "
+            "Then generate number sequences from a human chain and two teacher chains, build a reference "
+            "profile from OUT/references, scan the mixed corpus OUT/numbers with it into OUT/numbers-scan "
+            "and print the estimated synthetic shares next to the true ones."
+        ),
     )
     demo.add_argument("--out", default="demo-output", help="output directory (default: demo-output)")
     demo.add_argument(
@@ -156,6 +169,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=DEFAULT_DOCUMENTS,
         help="documents to generate; the default %(default)s is about 77 MB of text in 20 MiB of files",
+    )
+    demo.add_argument(
+        "--number-documents",
+        type=int,
+        default=DEFAULT_NUMBER_DOCUMENTS,
+        help="documents of the mixed number corpus, at least 20 (default: %(default)s). "
+        "The reference sets keep their size",
     )
     demo.add_argument("--num-workers", type=int, default=None, help="parallel shard tasks (default: one per CPU)")
     demo.add_argument("--no-progress", action="store_true", help="never show the progress line on stderr")
@@ -315,18 +335,36 @@ def _plan_command(args: argparse.Namespace) -> int:
 
 
 def _demo_command(args: argparse.Namespace) -> int:
+    # Imported here because they import Ray, which `plan` and argument errors do not need.
+    import ray
+
+    from scanner.profile_build import build_profile
+    from scanner.runner import start_ray
+
     out = pathlib.Path(args.out)
     corpus = out / "corpus"
-
+    profile_path = out / "numbers.profile"
+    progress_enabled = False if args.no_progress else None
     # The demo does not resume, so its checkpoints go to a directory that is removed afterwards.
     with tempfile.TemporaryDirectory(prefix="corpus-scanner-demo-state-") as state_dir:
+        # Both configurations are validated before any corpus is written or Ray starts.
         config = _validated_config(
             {
                 "sources": [str(corpus)],
                 "out": str(out),
                 "group_by": "domain",
                 "num_workers": args.num_workers,
-                "state_dir": state_dir,
+                "state_dir": f"{state_dir}/corpus",
+                "max_errors": None,
+            }
+        )
+        number_config = _validated_config(
+            {
+                "sources": [str(out / "numbers")],
+                "out": str(out / "numbers-scan"),
+                "profile": str(profile_path),
+                "num_workers": args.num_workers,
+                "state_dir": f"{state_dir}/numbers",
                 "max_errors": None,
             }
         )
@@ -334,13 +372,34 @@ def _demo_command(args: argparse.Namespace) -> int:
             paths = write_demo_corpus(corpus, args.documents)
         except ValueError as error:
             raise UsageError(f"{error} (--documents)") from None
+        try:
+            numbers = write_number_corpus(out, args.number_documents)
+        except ValueError as error:
+            raise UsageError(f"{error} (--number-documents)") from None
         size = sum(path.stat().st_size for path in paths)
         print(f"wrote {args.documents:,} documents in {len(paths)} files ({size / MIB:.1f} MiB) to {corpus}")
 
-        result, location = run_and_write(config, progress_enabled=False if args.no_progress else None)
-    print(format_summary(result, location))
-    print(f"open {location}/report.html in a browser for the report")
-    return exit_code_for(result)
+        # One embedded Ray serves both scans and the profile build, which saves two Ray starts.
+        started_ray = start_ray(None, args.num_workers)
+        try:
+            result, location = run_and_write(config, progress_enabled)
+            print(format_summary(result, location))
+            print(f"open {location}/report.html in a browser for the report")
+
+            # The second part: a profile from the number references, then a scan of a corpus with known shares.
+            print()
+            print(describe_number_corpus(numbers))
+            profile = build_profile(number_profile_config(numbers, profile_path, args.num_workers))
+            profile.save(str(profile_path))
+            generators = ", ".join(profile.generators)
+            print(f"wrote profile {profile_path}: {len(profile.words)} words, generators {generators}")
+
+            number_result, number_location = run_and_write(number_config, progress_enabled)
+            print(format_number_shares(number_result, numbers, number_location))
+        finally:
+            if started_ray:
+                ray.shutdown()
+    return max(exit_code_for(result), exit_code_for(number_result))
 
 
 def _profile_build_command(args: argparse.Namespace) -> int:

@@ -7,6 +7,7 @@ through module-scoped fixtures. Argument errors and `plan` run in process.
 import gzip
 import json
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -25,6 +26,12 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 DOLMA_FILE = "allenai-dolma/CC-MAIN-20190717121559-20190717143559-00140.jsonl.gz"
 MARKUP = "<script>alert(1)</script>"
 SYNTHETIC_DOCUMENTS = 200
+# 400 target documents: 48 of teacher-a and 32 of teacher-b.
+DEMO_NUMBER_DOCUMENTS = 400
+SHARE_ROW = re.compile(
+    r"  (?P<source>all teachers|teacher-[ab]) +(?P<estimate>[0-9.]+)"
+    r"  (?P<low>[0-9.]+) to (?P<high>[0-9.]+) +(?P<truth>[0-9.]+)"
+)
 
 
 def run_cli(*arguments: str, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -145,18 +152,89 @@ def test_dolma_outputs_written(dolma_scan):
     assert (out / "report.html").is_file()
 
 
-def test_demo_generates_and_scans(tmp_path):
-    out = tmp_path / "demo"
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo") / "out"
+    completed = run_cli(
+        "demo", "--out", str(out), "--documents", "100", "--number-documents", str(DEMO_NUMBER_DOCUMENTS),
+        "--num-workers", "2", "--no-progress",
+    )
+    return completed, out
 
-    completed = run_cli("demo", "--out", str(out), "--documents", "100", "--num-workers", "2", "--no-progress")
+
+def share_rows(stdout: str) -> dict[str, tuple[float, float, float, float]]:
+    """Parse the demo's share table: source -> (estimate, low, high, true share)."""
+    rows = {}
+    for line in stdout.splitlines():
+        match = SHARE_ROW.fullmatch(line)
+        if match:
+            rows[match["source"]] = tuple(float(match[key]) for key in ("estimate", "low", "high", "truth"))
+    return rows
+
+
+def test_demo_exits_0(demo_run):
+    completed, _ = demo_run
 
     assert completed.returncode == 0, completed.stderr
+
+
+def test_demo_scans_text_corpus(demo_run):
+    _, out = demo_run
+
     corpus = sorted(path.name for path in (out / "corpus").iterdir())
     assert corpus == [f"part-{index:04d}.jsonl.gz" for index in range(4)] + ["part-0004.parquet"]
     result = json.loads((out / "result.json").read_text())
     assert result["documents"] == 100
     assert result["group_by"] == "domain"
     assert all(name.endswith(".example") for name in result["groups"])
+
+
+def test_demo_writes_number_corpus(demo_run):
+    _, out = demo_run
+
+    references = sorted(path.name for path in (out / "references").iterdir())
+    assert references == ["human.jsonl.gz", "teacher-a.jsonl.gz", "teacher-b.jsonl.gz"]
+    with gzip.open(out / "references" / "teacher-a.jsonl.gz", "rt") as handle:
+        record = json.loads(handle.readline())
+    assert record["group"] == "teacher-a-0"
+    assert all(word.isdigit() for word in record["text"].split())
+    sources = []
+    for path in sorted((out / "numbers").iterdir()):
+        with gzip.open(path, "rt") as handle:
+            sources += [json.loads(line)["source"] for line in handle]
+    assert len(sources) == DEMO_NUMBER_DOCUMENTS
+    assert sources.count("teacher-a") == round(0.12 * DEMO_NUMBER_DOCUMENTS)
+    assert sources.count("teacher-b") == round(0.08 * DEMO_NUMBER_DOCUMENTS)
+
+
+def test_demo_prints_number_shares(demo_run):
+    completed, out = demo_run
+
+    assert f"wrote profile {out / 'numbers.profile'}: 100 words, generators teacher-a, teacher-b" in completed.stdout
+    assert f"synthetic share of {out / 'numbers'} ({DEMO_NUMBER_DOCUMENTS:,} documents" in completed.stdout
+    assert "warning:" not in completed.stdout
+    assert list(share_rows(completed.stdout)) == ["all teachers", "teacher-a", "teacher-b"]
+
+
+@pytest.mark.parametrize(("source", "truth"), [("all teachers", 0.2), ("teacher-a", 0.12), ("teacher-b", 0.08)])
+def test_demo_interval_covers_truth(demo_run, source, truth):
+    completed, _ = demo_run
+
+    estimate, low, high, printed_truth = share_rows(completed.stdout)[source]
+
+    assert printed_truth == truth
+    assert low <= truth <= high
+    assert low <= estimate <= high
+
+
+def test_demo_share_matches_result_json(demo_run):
+    completed, out = demo_run
+
+    share = json.loads((out / "numbers-scan" / "result.json").read_text())["synthetic_share"]
+
+    estimate, low, high, _ = share_rows(completed.stdout)["all teachers"]
+    assert estimate == round(share["estimate"], 3)
+    assert (low, high) == (round(share["ci95"][0], 3), round(share["ci95"][1], 3))
 
 
 def test_missing_source_exits_2(tmp_path):
