@@ -415,13 +415,7 @@ def _profile_build_command(args: argparse.Namespace) -> int:
         "human": args.human,
         "synthetic": synthetic,
         "out": args.out,
-        "read": {
-            "format": args.format,
-            "text_field": args.text_field,
-            "url_field": args.url_field,
-            "date_field": args.date_field,
-            "lines_as_documents": args.lines_as_documents,
-        },
+        "read": _read_fields(args),
         "sketch": {"keep_punctuation": args.keep_punctuation},
         "storage": _storage_from_args(args),
         "group_field": args.group_field,
@@ -464,13 +458,7 @@ def scan_config_from_args(args: argparse.Namespace) -> ScanConfig:
         {
             "sources": args.sources,
             "out": args.out,
-            "read": {
-                "format": args.format,
-                "text_field": args.text_field,
-                "url_field": args.url_field,
-                "date_field": args.date_field,
-                "lines_as_documents": args.lines_as_documents,
-            },
+            "read": _read_fields(args),
             "sketch": sketch,
             "storage": _storage_from_args(args),
             "group_by": args.group_by,
@@ -484,6 +472,17 @@ def scan_config_from_args(args: argparse.Namespace) -> ScanConfig:
             "profile": args.profile,
         }
     )
+
+
+def _read_fields(args: argparse.Namespace) -> dict:
+    """Return the read settings given by the options of `_add_read_options`."""
+    return {
+        "format": args.format,
+        "text_field": args.text_field,
+        "url_field": args.url_field,
+        "date_field": args.date_field,
+        "lines_as_documents": args.lines_as_documents,
+    }
 
 
 def _validated_config(fields: dict) -> ScanConfig:

@@ -118,8 +118,6 @@ MAX_NUMBER_WORDS = 300
 TEACHER_SHARES = {"teacher-a": 0.12, "teacher-b": 0.08}
 # Reference documents per source. They do not shrink with the target corpus,
 # because the estimate is calibrated on the held-out 30% of them.
-# NOTE: with 500 human and 250 per teacher, the calibrated estimate of a
-# 1,000-document target was 0.67 (95% interval 0.00 to 0.69) for a true 0.20.
 REFERENCE_DOCUMENTS = {HUMAN_SOURCE: 2_000, "teacher-a": 1_000, "teacher-b": 1_000}
 # Each teacher multiplies the probability of moving to its favoured tokens by
 # 1 + TEACHER_BIAS in every state of the human chain.

@@ -57,6 +57,7 @@ import numpy as np
 logger = logging.getLogger(__name__)
 
 MIN_CELL_DOCUMENTS = 100
+CELLS_PER_COMPONENT = 4
 """Calibration documents (all classes together) that each merged cell must hold.
 
 To first order the mixing bias is proportional to the number of cells
@@ -301,15 +302,29 @@ class _Cells:
     starts: np.ndarray
 
 
+def _effective_minimum(calibration: np.ndarray, minimum: float) -> float:
+    """Lower the cell threshold so that a small calibration set still gives enough cells.
+
+    Each of the J mixture components needs several cells to be identifiable: with
+    300 calibration documents, 3 components and a threshold of 100, only 3 cells
+    were left and the fit returned 0.67 for a true share of 0.20. The threshold is
+    therefore at most the calibration documents / (CELLS_PER_COMPONENT * J).
+    """
+    components = calibration.shape[0]
+    return min(minimum, float(calibration.sum()) / (CELLS_PER_COMPONENT * components))
+
+
 def _score_cells(target: np.ndarray, human: np.ndarray, machine: np.ndarray, minimum: float) -> _Cells:
     generators, bins = target.shape
     calibration = np.concatenate([human.reshape(1, -1), machine.reshape(generators, -1)], axis=0)
+    minimum = _effective_minimum(calibration, minimum)
     starts = _cell_starts(calibration.sum(axis=0).reshape(generators, bins), minimum)
     return _Cells(_merge_cells(target.reshape(-1), starts), _merge_cells(calibration, starts), starts)
 
 
 def _word_cells(words: np.ndarray, human: np.ndarray, machine: np.ndarray, minimum: float) -> _Cells:
     calibration = np.concatenate([human[None], machine], axis=0)
+    minimum = _effective_minimum(calibration, minimum)
     starts = _cell_starts(calibration.sum(axis=0)[None], minimum)
     return _Cells(_merge_cells(words, starts), _merge_cells(calibration, starts), starts)
 

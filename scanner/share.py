@@ -20,10 +20,16 @@ class _Model(BaseModel):
 
 
 class ShareValue(_Model):
-    """A share in [0, 1] with its confidence interval."""
+    """A share in [0, 1] with its confidence interval.
+
+    `ci95` is [0, 1] when the fit test rejects the profile, because the bootstrap
+    interval then rests on a model the corpus does not follow; `model_ci95` keeps
+    that interval (widened for the extra variance) for reference.
+    """
 
     estimate: float
     ci95: tuple[float, float]
+    model_ci95: tuple[float, float]
     standard_error: float
 
 
@@ -39,10 +45,11 @@ class FitReport(_Model):
 
 
 class SyntheticShare(_Model):
-    """The `synthetic_share` section of result.json."""
+    """The `synthetic_share` section of result.json; `ci95` follows the rule of `ShareValue`."""
 
     estimate: float
     ci95: tuple[float, float]
+    model_ci95: tuple[float, float]
     standard_error: float
     generators: dict[str, ShareValue]
     plain_mle: float = Field(description="uncalibrated maximum-likelihood share (biased; a diagnostic)")
@@ -71,13 +78,26 @@ def synthetic_share(sketch: LikelihoodSketch, profile: ReferenceProfile, digest:
         Um=calibration["generator_l_histograms"],
     )
     low, high = estimate_from_curve_replicates(sketch.replicate_curves())
+    rejected = estimate.warning is not None
+
+    def reported(value) -> tuple[float, float]:
+        # A rejected fit gives no supported precision: a bootstrap interval pinned at a
+        # boundary was seen as [1, 1] for text of another domain whose true share was 0.
+        return (0.0, 1.0) if rejected else (value.low, value.high)
+
     generators = {
-        name: ShareValue(estimate=value.estimate, ci95=(value.low, value.high), standard_error=value.standard_error)
+        name: ShareValue(
+            estimate=value.estimate,
+            ci95=reported(value),
+            model_ci95=(value.low, value.high),
+            standard_error=value.standard_error,
+        )
         for name, value in zip(profile.generators, estimate.generators)
     }
     return SyntheticShare(
         estimate=estimate.share.estimate,
-        ci95=(estimate.share.low, estimate.share.high),
+        ci95=reported(estimate.share),
+        model_ci95=(estimate.share.low, estimate.share.high),
         standard_error=estimate.share.standard_error,
         generators=generators,
         plain_mle=plain_mle(sketch.curve_values()),

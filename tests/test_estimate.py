@@ -568,3 +568,22 @@ def test_curve_replicates_reject_invalid_shape():
         estimate_from_curve_replicates(np.ones(5))
     with pytest.raises(ValueError, match=r"curve_rep\[1\] is -inf at every grid point"):
         estimate_from_curve_replicates(np.array([[0.0, 1.0], [-np.inf, -np.inf]]))
+
+
+def test_small_calibration_keeps_enough_cells():
+    # 80 human and 60 generated calibration documents, perfectly separated, and a
+    # pure-human target: a 100-document cell threshold left one cell and a share of 0.5.
+    human = np.zeros((1, 12), dtype=np.int64)
+    human[0, :6] = [10, 15, 20, 15, 10, 10]
+    machine = np.zeros((1, 1, 12), dtype=np.int64)
+    machine[0, 0, 6:] = [10, 10, 10, 10, 10, 10]
+    target = human * 5
+    rng = np.random.default_rng(0)
+    target_replicates = rng.poisson(target[None].repeat(50, axis=0)).astype(np.int64)
+    human_replicates = rng.poisson(human[None].repeat(50, axis=0)).astype(np.int64)
+    machine_replicates = rng.poisson(machine[None].repeat(50, axis=0)).astype(np.int64)
+
+    estimate = estimate_share(target, target_replicates, human, human_replicates, machine, machine_replicates)
+
+    assert estimate.cells >= 4
+    assert estimate.share.estimate < 0.05
