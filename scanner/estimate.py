@@ -58,6 +58,7 @@ logger = logging.getLogger(__name__)
 
 MIN_CELL_DOCUMENTS = 100
 CELLS_PER_COMPONENT = 4
+MAX_DESIGN_EFFECT = 20.0
 """Calibration documents (all classes together) that each merged cell must hold.
 
 To first order the mixing bias is proportional to the number of cells
@@ -721,6 +722,41 @@ def _check_replicates(T_rep, H_rep, M_rep, generators: int, bins: int) -> tuple[
     return target_replicates, calibration_replicates
 
 
+def _design_effects(cells: _Cells, calibration_replicates: np.ndarray) -> np.ndarray:
+    """Estimate each class's design effect (J,) from its calibration replicates.
+
+    The fit tests model a class's calibration histogram as a multinomial of its
+    n documents. References that repeat a source document (several truncations
+    of one article, say) vary more than that, and the replicates, which resample
+    whole source documents, show how much. The design effect of a class is the
+    median over its cells of (replicate variance of the cell's share) /
+    (multinomial variance p (1 - p) / n), at least 1 and at most
+    MAX_DESIGN_EFFECT; with fewer than 10 replicates it is 1.
+    """
+    classes = cells.calibration.shape[0]
+    if calibration_replicates.shape[0] < 10:
+        return np.ones(classes)
+    merged = _merge_cells(calibration_replicates, cells.starts)
+    totals = merged.sum(axis=2, keepdims=True)
+    shares = merged / np.where(totals > 0, totals, 1.0)
+    observed_variance = shares.var(axis=0)
+    documents = cells.calibration.sum(axis=1)
+    probabilities = cells.calibration / np.where(documents > 0, documents, 1.0)[:, None]
+    multinomial_variance = probabilities * (1.0 - probabilities) / np.where(documents > 0, documents, 1.0)[:, None]
+    effects = np.ones(classes)
+    for index in range(classes):
+        usable = multinomial_variance[index] > 0
+        if usable.any():
+            ratio = float(np.median(observed_variance[index, usable] / multinomial_variance[index, usable]))
+            effects[index] = min(MAX_DESIGN_EFFECT, max(1.0, ratio))
+    return effects
+
+
+def _effective_cells(cells: _Cells, effects: np.ndarray) -> _Cells:
+    """Scale each class's calibration histogram to its effective number of documents (n / effect)."""
+    return _Cells(cells.target, cells.calibration / effects[:, None], cells.starts)
+
+
 def _fit_replicates(cells: _Cells, target_replicates: np.ndarray, calibration_replicates: np.ndarray) -> np.ndarray:
     """Fit the weights (B, G + 1) of target replicate b against calibration replicate b mod C."""
     replicate_count = target_replicates.shape[0]
@@ -790,11 +826,15 @@ def estimate_share(
         _bootstrap_interval(weights[j], replicate_weights[:, j], confidence) for j in range(1, generators + 1)
     ]
 
-    score_fit = _score_fit_test(cells, weights, draws, seed=0)
+    # The tests see each class with its effective number of calibration documents,
+    # so references that repeat source documents do not make them reject too often.
+    effects = _design_effects(cells, calibration_replicates)
+    score_fit = _score_fit_test(_effective_cells(cells, effects), weights, draws, seed=0)
     word_fit = None
     p_value = score_fit.p_value
     if words is not None:
-        word_fit = _word_fit_test(_word_cells(*words, minimum), weights, replicate_weights, draws, seed=1)
+        word_cells = _effective_cells(_word_cells(*words, minimum), effects)
+        word_fit = _word_fit_test(word_cells, weights, replicate_weights, draws, seed=1)
         p_value = min(1.0, 2.0 * min(score_fit.p_value, word_fit.p_value))
 
     warning = None
