@@ -53,6 +53,7 @@ from scanner.profile_build import (
     _merge_counts,
     _merged_sketch,
     _profile_from_counts,
+    calibration_arrays,
     calibration_scores,
     is_calibration,
     reference_statistics,
@@ -182,15 +183,7 @@ def build_profile_in_process(config: ProfileBuildConfig) -> ReferenceProfile:
         sketches[name] = _merged_sketch(frames, scorer.new_sketch())
         if sketches[name].documents == 0:
             raise ValueError(f"reference set {name!r} has no held-out documents for calibration")
-    generators = list(config.synthetic)
-    profile.calibration = {
-        "human_histogram": sketches[HUMAN].histogram,
-        "human_replicates": sketches[HUMAN].replicate_histograms,
-        "human_l_histogram": sketches[HUMAN].l_histogram,
-        "generator_histograms": np.stack([sketches[name].histogram for name in generators]),
-        "generator_replicates": np.stack([sketches[name].replicate_histograms for name in generators], axis=1),
-        "generator_l_histograms": np.stack([sketches[name].l_histogram for name in generators]),
-    }
+    profile.calibration = calibration_arrays(sketches, list(config.synthetic))
     return profile
 
 

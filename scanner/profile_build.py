@@ -358,7 +358,11 @@ def _calibrate(profile: ReferenceProfile, shards: dict[str, list[Shard]], config
                 f"reference set {name!r} has no held-out documents for calibration: "
                 "add documents or raise --calibration-share"
             )
-    generators = list(config.synthetic)
+    return calibration_arrays(sketches, list(config.synthetic))
+
+
+def calibration_arrays(sketches: dict[str, LikelihoodSketch], generators: list[str]) -> dict[str, np.ndarray]:
+    """Return a profile's calibration arrays from the merged sketches of its held-out documents."""
     return {
         "human_histogram": sketches[HUMAN].histogram,
         "human_replicates": sketches[HUMAN].replicate_histograms,
