@@ -439,6 +439,15 @@ def _profile_build_command(args: argparse.Namespace) -> int:
     print(f"wrote profile {redact_url(config.out)}: {len(profile.words)} words, generators {', '.join(profile.generators)}")
     for name, counts in documents.items():
         print(f"  {name}: {counts['fit']} fit documents, {counts['calibration']} held out for calibration")
+    check = profile.build.get("self_check")
+    if check:
+        print(f"self-check on held-out documents ({check['target_documents']}-document targets, half the calibration):")
+        for row in check["results"]:
+            if row["runs"]:
+                print(
+                    f"  share {row['share']:.2f}: bias {row['bias']:+.3f}, RMSE {row['rmse']:.3f}, "
+                    f"interval coverage {row['coverage']:.0%} ({row['runs']} runs)"
+                )
     return EXIT_OK
 
 

@@ -37,6 +37,7 @@ from scanner.plan import Shard, build_plan
 from scanner.profile import ReferenceProfile, tokenizer_settings
 from scanner.runner import start_ray
 from scanner.scoring import ProfileScorer
+from scanner.self_check import self_check
 from scanner.settings import SketchSettings
 from scanner.sketches.likelihood import LikelihoodSketch
 from scanner.sources import list_objects
@@ -319,16 +320,21 @@ def _profile_from_counts(statistics: dict, config: ProfileBuildConfig) -> Refere
     )
 
 
-def calibration_scores(shard: Shard, config: ProfileBuildConfig, profile_bytes: bytes) -> bytes:
+def calibration_scores(
+    shard: Shard, config: ProfileBuildConfig, profile_bytes: bytes, fold: int | None = None
+) -> bytes:
     """Score the held-out documents of one shard; return a LikelihoodSketch frame.
 
     A document's bootstrap id is the hash of its split unit, so every replicate
-    takes or leaves a whole source document.
+    takes or leaves a whole source document. With `fold` (0 or 1), only the
+    documents whose split-unit hash has that lowest bit are scored.
     """
     scorer = ProfileScorer(ReferenceProfile.from_bytes(profile_bytes), config.sketch)
     sketch = scorer.new_sketch()
     report = ReadReport()
     for texts, unit_hashes, flags in _documents(shard, config, report):
+        if fold is not None:
+            flags = flags & ((unit_hashes & np.uint64(1)) == np.uint64(fold))
         held_out = [text for text, keep in zip(texts, flags) if keep]
         if not held_out:
             continue
@@ -349,16 +355,25 @@ def _calibrate(profile: ReferenceProfile, shards: dict[str, list[Shard]], config
     """Return the calibration arrays of the profile, from its held-out documents."""
     scorer = ProfileScorer(profile, config.sketch)
     profile_bytes = profile.to_bytes()
-    sketches = {}
+    generators = list(config.synthetic)
+    folds: list[dict[str, LikelihoodSketch]] = [{}, {}]
     for name, parts in shards.items():
-        frames = _run_tasks(calibration_scores, [(shard, config, profile_bytes) for shard in parts], limit)
-        sketches[name] = _merged_sketch(frames, scorer.new_sketch())
-        if sketches[name].documents == 0:
+        for fold in (0, 1):
+            arguments = [(shard, config, profile_bytes, fold) for shard in parts]
+            folds[fold][name] = _merged_sketch(_run_tasks(calibration_scores, arguments, limit), scorer.new_sketch())
+        if folds[0][name].documents + folds[1][name].documents == 0:
             raise ValueError(
                 f"reference set {name!r} has no held-out documents for calibration: "
                 "add documents or raise --calibration-share"
             )
-    return calibration_arrays(sketches, list(config.synthetic))
+    sketches = {name: folds[0][name].merge(folds[1][name]) for name in shards}
+    fold_arrays = [calibration_arrays(fold, generators) for fold in folds]
+    if all(fold[name].documents > 0 for fold in folds for name in shards):
+        profile.build["self_check"] = self_check(fold_arrays)
+    else:
+        profile.build["self_check"] = None
+        logger.warning("a held-out fold has no documents of some reference set: the profile self-check is skipped")
+    return calibration_arrays(sketches, generators)
 
 
 def calibration_arrays(sketches: dict[str, LikelihoodSketch], generators: list[str]) -> dict[str, np.ndarray]:

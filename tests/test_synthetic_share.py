@@ -88,6 +88,14 @@ def test_profile_round_trip(profile_path):
     assert profile.build["documents"]["human"]["calibration"] > 100
 
 
+def test_profile_stores_a_self_check(profile_path):
+    check = ReferenceProfile.load(profile_path).build["self_check"]
+
+    assert [row["share"] for row in check["results"]] == [0.0, 0.05, 0.1, 0.25, 0.5]
+    assert all(row["runs"] > 0 for row in check["results"])
+    assert all(0.0 <= row["coverage"] <= 1.0 for row in check["results"])
+
+
 def test_profile_rejects_other_tokenizer_settings(profile_path):
     from scanner.scoring import ProfileScorer
 
