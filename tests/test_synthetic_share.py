@@ -134,3 +134,13 @@ def test_one_two_workers_and_s3_agree(labelled, profile_path, tmp_path, s3_endpo
     shares = [build_result(outcome).synthetic_share.model_dump() for outcome in (one, two, remote)]
     assert shares[0] == shares[1] == shares[2]
     assert one.bundle.likelihood.to_bytes() == remote.bundle.likelihood.to_bytes()
+
+
+def test_group_share_matches_the_whole_corpus(labelled, profile_path, tmp_path):
+    result = build_result(scan_target(labelled, profile_path, tmp_path / "out", num_workers=2, group_by="domain"))
+
+    group = result.groups["unknown"]
+
+    assert group.documents == result.documents
+    assert group.synthetic_share.estimate == result.synthetic_share.estimate
+    assert group.synthetic_share.ci95 == result.synthetic_share.ci95
