@@ -20,7 +20,7 @@ from scanner.sketches.countmin import CountMinSketch
 from scanner.sketches.heavy_hitters import HeavyHitterCandidates
 from scanner.sketches.moments import Moments
 from scanner.sketches.quantiles import QuantileSketch
-from scanner.scoring import ProfileScorer, content_ids
+from scanner.scoring import ProfileScorer
 from scanner.sketches.likelihood import LikelihoodSketch
 from scanner.tokens import TokenScratch, tokenize_batch
 
@@ -110,12 +110,12 @@ class ShardAccumulator:
             self.moments[name].update_batch(values[name])
 
     def _score(self, batch: TextBatch, tokens, groups) -> None:
-        r, human, present = self.scorer.score(tokens)
-        ids = content_ids(batch)
+        r, human, present, ids, owners = self.scorer.score_units(batch, tokens, self.settings)
         self.likelihood.update(r, human, ids, present)
         if groups is None:
             return
         codes, names = groups
+        codes = codes[owners]
         for code, name in enumerate(names):
             members = codes == code
             if not members.any():

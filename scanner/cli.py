@@ -223,6 +223,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     reference.add_argument("--vocabulary-size", type=int, default=2000, help="words kept (default: 2000)")
     reference.add_argument(
+        "--unit",
+        choices=("document", "sentence"),
+        default="document",
+        help="score whole documents or each sentence; the estimate is then a share of sentences (default: document)",
+    )
+    reference.add_argument(
         "--min-document-share",
         type=float,
         default=0.01,
@@ -420,6 +426,7 @@ def _profile_build_command(args: argparse.Namespace) -> int:
         "storage": _storage_from_args(args),
         "group_field": args.group_field,
         "skip_leading_words": args.skip_leading_words,
+        "unit": args.unit,
         "calibration_share": args.calibration_share,
         "vocabulary_size": args.vocabulary_size,
         "min_document_share": args.min_document_share,
@@ -437,11 +444,15 @@ def _profile_build_command(args: argparse.Namespace) -> int:
     profile.save(config.out, config.storage)
     documents = profile.build["documents"]
     print(f"wrote profile {redact_url(config.out)}: {len(profile.words)} words, generators {', '.join(profile.generators)}")
+    units = "sentences" if profile.unit == "sentence" else "documents"
     for name, counts in documents.items():
-        print(f"  {name}: {counts['fit']} fit documents, {counts['calibration']} held out for calibration")
+        print(f"  {name}: {counts['fit']} fit {units}, {counts['calibration']} held out for calibration")
     check = profile.build.get("self_check")
     if check:
-        print(f"self-check on held-out documents ({check['target_documents']}-document targets, half the calibration):")
+        print(
+            f"self-check on held-out {units} ({check['target_documents']}-{profile.unit} targets, "
+            "half the calibration):"
+        )
         for row in check["results"]:
             if row["runs"]:
                 print(

@@ -46,6 +46,7 @@ class ReferenceProfile:
     generator_probability: np.ndarray  # (G, V)
     tokenizer: dict  # keep_punctuation, tokenizer, normalization of the build
     skip_leading_words: int = 0
+    unit: str = "document"  # "document" or "sentence": what one score belongs to
     grid: dict = field(default_factory=dict)  # parameters of the likelihood sketch
     calibration: dict[str, np.ndarray] = field(default_factory=dict)
     build: dict = field(default_factory=dict)
@@ -63,6 +64,8 @@ class ReferenceProfile:
                 raise ValueError(f"{name} word probabilities must lie strictly between 0 and 1: smooth them")
         if not self.generators:
             raise ValueError("a profile needs at least one generator")
+        if self.unit not in ("document", "sentence"):
+            raise ValueError(f"invalid profile unit {self.unit!r}: use document or sentence")
 
     @property
     def log_weights(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
@@ -97,6 +100,7 @@ class ReferenceProfile:
             "generators": self.generators,
             "tokenizer": self.tokenizer,
             "skip_leading_words": self.skip_leading_words,
+            "unit": self.unit,
             "grid": self.grid,
             "build": self.build,
             "profile_format_version": FORMAT_VERSION,
@@ -122,6 +126,7 @@ class ReferenceProfile:
             generator_probability=arrays["generator_probability"],
             tokenizer=meta["tokenizer"],
             skip_leading_words=meta["skip_leading_words"],
+            unit=meta.get("unit", "document"),
             grid=meta["grid"],
             calibration={name: arrays[f"calibration/{name}"] for name in meta["calibration"]},
             build=meta["build"],

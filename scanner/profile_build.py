@@ -27,6 +27,8 @@ import logging
 import numpy as np
 import pyarrow as pa
 import ray
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from kernels.vocabulary import document_distinct_tokens
@@ -36,7 +38,7 @@ from scanner.formats import ReadReport, iter_record_batches
 from scanner.plan import Shard, build_plan
 from scanner.profile import ReferenceProfile, tokenizer_settings
 from scanner.runner import start_ray
-from scanner.scoring import ProfileScorer
+from scanner.scoring import ProfileScorer, sentence_units
 from scanner.self_check import self_check
 from scanner.settings import SketchSettings
 from scanner.sketches.likelihood import LikelihoodSketch
@@ -62,6 +64,7 @@ class ProfileBuildConfig(BaseModel):
     storage: StorageOptions = StorageOptions()
     group_field: str | None = Field(None, description="field naming the source document of each record")
     skip_leading_words: int = Field(0, ge=0, le=10_000)
+    unit: Literal["document", "sentence"] = Field("document", description="what one score belongs to")
     calibration_share: float = Field(0.3, gt=0.0, lt=1.0)
     vocabulary_size: int = Field(2_000, ge=10, le=200_000)
     min_document_share: float = Field(0.01, gt=0.0, lt=1.0)
@@ -108,7 +111,11 @@ def _skip_words(text: str, count: int) -> str:
 
 
 def _documents(shard: Shard, config: ProfileBuildConfig, report: ReadReport):
-    """Yield (texts, unit hashes, calibration flags) per record batch of a shard."""
+    """Yield (texts, split-unit hashes, calibration flags) per record batch of a shard.
+
+    With `unit="sentence"` the texts are the documents' sentences, and each
+    sentence carries the split unit and side of its document.
+    """
     fs, path = filesystem_for(shard.url, config.storage)
     batches = iter_record_batches(
         lambda: fs.open(path, "rb"),
@@ -127,7 +134,11 @@ def _documents(shard: Shard, config: ProfileBuildConfig, report: ReadReport):
             for unit, record in zip(units, records)
         ]
         flags = np.array([is_calibration(value, config.calibration_share) for value in hashes], dtype=bool)
-        yield texts, np.array(hashes, dtype=np.uint64), flags
+        hashes = np.array(hashes, dtype=np.uint64)
+        if config.unit == "sentence":
+            texts, owners = sentence_units(texts)
+            hashes, flags = hashes[owners], flags[owners]
+        yield texts, hashes, flags
 
 
 def reference_statistics(shard: Shard, config: ProfileBuildConfig) -> dict:
@@ -302,6 +313,7 @@ def _profile_from_counts(statistics: dict, config: ProfileBuildConfig) -> Refere
         "calibration_share": config.calibration_share,
         "group_field": config.group_field,
         "split_seed": config.split_seed,
+        "unit": config.unit,
     }
     grid = {
         "bins": config.histogram_bins,
@@ -315,6 +327,7 @@ def _profile_from_counts(statistics: dict, config: ProfileBuildConfig) -> Refere
         generator_probability=q,
         tokenizer=tokenizer_settings(config.sketch),
         skip_leading_words=config.skip_leading_words,
+        unit=config.unit,
         grid=grid,
         build=build,
     )

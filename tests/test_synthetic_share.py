@@ -144,3 +144,41 @@ def test_group_share_matches_the_whole_corpus(labelled, profile_path, tmp_path):
     assert group.documents == result.documents
     assert group.synthetic_share.estimate == result.synthetic_share.estimate
     assert group.synthetic_share.ci95 == result.synthetic_share.ci95
+
+
+@pytest.mark.parametrize(
+    ("text", "sentences"),
+    [
+        ("One. Two! Three? Four", ["One.", "Two!", "Three?", "Four"]),
+        ("Line one\nLine two", ["Line one", "Line two"]),
+        ("3.14 is pi. Next", ["3.14 is pi.", "Next"]),
+        ("日本語。次の文", ["日本語。", "次の文"]),
+        ("   ", []),
+    ],
+)
+def test_split_sentences(text, sentences):
+    from scanner.scoring import split_sentences
+
+    assert split_sentences(text) == sentences
+
+
+def test_sentence_unit_scores_each_sentence(labelled, tmp_path):
+    from scanner.scoring import split_sentences
+
+    directory, _ = labelled
+    config = ProfileBuildConfig(
+        human=[str(directory / "reference-human.jsonl")],
+        synthetic={"open": [str(directory / "reference-open.jsonl")]},
+        out=str(tmp_path / "sentences.profile"),
+        group_field="doc_group",
+        unit="sentence",
+        num_workers=2,
+    )
+    build_profile(config).save(config.out)
+
+    outcome = scan_target(labelled, config.out, tmp_path / "out", num_workers=2)
+
+    texts = [json.loads(line)["text"] for line in (directory / "target.jsonl").read_text().splitlines()]
+    assert ReferenceProfile.load(config.out).unit == "sentence"
+    assert outcome.bundle.likelihood.documents == sum(len(split_sentences(text)) for text in texts)
+    assert build_result(outcome).synthetic_share is not None
