@@ -179,7 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--num-workers", type=int, default=None, help="parallel shard tasks (default: one per CPU)")
     demo.add_argument("--no-progress", action="store_true", help="never show the progress line on stderr")
-    demo.set_defaults(handler=_demo_command)
+    # The demo prints its own summaries, so its log shows warnings and errors only.
+    demo.set_defaults(handler=_demo_command, log_level="warning")
 
     profile = commands.add_parser(
         "profile",
