@@ -57,8 +57,6 @@ import numpy as np
 logger = logging.getLogger(__name__)
 
 MIN_CELL_DOCUMENTS = 100
-CELLS_PER_COMPONENT = 4
-MAX_DESIGN_EFFECT = 20.0
 """Calibration documents (all classes together) that each merged cell must hold.
 
 To first order the mixing bias is proportional to the number of cells
@@ -69,6 +67,12 @@ correction removes most of the rest. 0 keeps every bin as its own cell.
 NOTE: 100 was chosen on the simulation in tests/test_estimate.py and has not
 been checked on real reference profiles.
 """
+
+CELLS_PER_COMPONENT = 4
+"""Cells each mixture component needs at least; a small calibration set lowers the threshold to keep them."""
+
+MAX_DESIGN_EFFECT = 20.0
+"""Largest design effect the fit tests apply to a class's calibration documents."""
 
 PROBABILITY_FLOOR = 1e-12
 """Smallest cell probability of a normalized calibration histogram.
