@@ -182,3 +182,14 @@ def test_sentence_unit_scores_each_sentence(labelled, tmp_path):
     assert ReferenceProfile.load(config.out).unit == "sentence"
     assert outcome.bundle.likelihood.documents == sum(len(split_sentences(text)) for text in texts)
     assert build_result(outcome).synthetic_share is not None
+
+
+def test_report_shows_the_share(labelled, profile_path, tmp_path):
+    from scanner.report import render_report
+
+    result = build_result(scan_target(labelled, profile_path, tmp_path / "out", num_workers=2))
+
+    page = render_report(result)
+
+    assert "<h2>Synthetic share</h2>" in page
+    assert f"{result.synthetic_share.estimate:.3f}" in page
