@@ -1,7 +1,7 @@
 """Heavy-hitter candidates: the frequent n-grams of each order, with their text.
 
 Method (Cormode and Muthukrishnan, "An improved data stream summary: the
-count-min sketch and its applications", 2005, section 5.1): while a shard
+count-min sketch and its applications", 2005): while a shard
 counts, an n-gram joins its order's candidate table when its Count-Min
 estimate e, just after its update, satisfies e > N_so_far / (k + 1), with N_so_far
 the n-grams of that order counted so far and k the `heavy_hitter_capacity`.

@@ -3,7 +3,7 @@
 Error: the relative standard error of the estimate is about 1.04 / sqrt(2**p)
 (0.81% at the default p = 14), from Flajolet et al. (2007); Ertl's improved
 estimator (Ertl, "New cardinality estimation algorithms for HyperLogLog
-sketches", 2017, algorithm 6) keeps that error and stays unbiased from a
+sketches", 2017) keeps that error and stays unbiased from a
 handful of items up to far beyond 2**64 / 2**p, with no bias tables and no
 switch between linear counting and the raw estimate.
 """
