@@ -26,7 +26,7 @@ def _count_distinct(values, first, stop, table_keys, table_counts, used_slots, m
     Returns the number of distinct values; `used_slots[:distinct]` lists the
     slots in use, and the caller clears them. Sizing the table to the document
     (mask + 1 >= 2 x its tokens) keeps a short document's probes in L1 cache
-    even when the batch holds a long one.
+    even when the batch contains a long one.
     """
     distinct = 0
     for index in range(first, stop):

@@ -174,7 +174,7 @@ def ngram_hash(token_hashes, start, order, seed):
 def xxh64_words(words, start, count, seed):
     """XXH64 of `words[start:start + count]` (uint64) read as little-endian bytes.
 
-    This is the n-gram hash: `words` holds token hashes and `count` is n.
+    This is the n-gram hash: `words` contains token hashes and `count` is n.
     """
     position = start
     end = start + count

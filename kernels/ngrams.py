@@ -46,7 +46,7 @@ def countmin_cell(hashed, block_mask, depth, row):
 
     Rows [0, depth / 2) live in block A, chosen by hash bits 0-23, and rows
     [depth / 2, depth) in block B, chosen by hash bits 24-47. With depth 2 each
-    row picks any of its block's 16 slots (4 hash bits at 48 + 4r); with depth 4
+    row picks any of its block's 16 slots (4 hash bits at 48 + 4r). With depth 4
     the two rows of a block pick from disjoint halves (3 hash bits each), so they
     never alias. An update touches two cache lines. Two items share every counter
     with probability 2**-(2 * blocks_log2 + 8) at depth 2 and 2**-(2 * blocks_log2 + 12)

@@ -170,7 +170,7 @@ class ShardAccumulator:
             guaranteed = estimates.astype(np.float64) >= threshold
             # The guarantee covers items above N / (k + 1) only. The k / 4 items with the
             # highest estimates are kept as well, so the top list of a short or diverse
-            # corpus is not empty; ties break by hash so the choice is deterministic.
+            # corpus is not empty. Ties break by hash, so the choice is deterministic.
             ranking = np.lexsort((keys, -estimates.astype(np.float64)))
             leading = np.zeros(keys.size, dtype=bool)
             leading[ranking[: settings.heavy_hitter_capacity // 4]] = True

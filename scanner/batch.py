@@ -1,6 +1,6 @@
 """Text batches: Arrow string arrays turned into the byte buffers kernels read.
 
-A batch holds the normalized UTF-8 bytes of its documents in one uint8 buffer
+A batch contains the normalized UTF-8 bytes of its documents in one uint8 buffer
 with int64 offsets, plus each document's byte length before normalization.
 ASCII documents go through unchanged (the kernel folds their case). Documents
 with other characters lose their zero-width characters (U+200B to U+200D,

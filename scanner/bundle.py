@@ -1,6 +1,6 @@
 """Sketch bundles: everything one shard (or a merge of shards) contributes.
 
-A bundle holds the counters (documents, empty documents, bytes, tokens), the
+A bundle contains the counters (documents, empty documents, bytes, tokens), the
 n-gram totals per order, per-group counters for `--group-by`, a HyperLogLog per order, one Count-Min sketch over
 the n-grams of all orders, the heavy-hitter candidates, and a quantile sketch
 and exact moments per document feature, together with the `SketchSettings`

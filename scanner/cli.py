@@ -579,8 +579,8 @@ def check_ray_address(address: str | None, timeout: float = 10.0) -> None:
 def run_and_write(config: ScanConfig, progress_enabled: bool | None) -> tuple[ScanResult, str]:
     """Run the scan and write its outputs; return the result and the output URL.
 
-    Raises UsageError when the output location is a file, the Ray address does
-    not answer, a source matches no objects, or the profile is missing or does
+    Raises UsageError when the output location is a file, the Ray address is
+    unreachable, a source matches no objects, or the profile is missing or does
     not fit the settings.
     """
     check_output_location(config.out)

@@ -9,7 +9,7 @@ A file is one frame:
     12+H    ...   array payloads, each zlib-compressed (level 1), in header order
     end-32  32    SHA-256 of every byte before it
 
-The header holds `kind` (what the frame contains), `format_version`, `meta`
+The header contains `kind` (what the frame contains), `format_version`, `meta`
 (JSON values the reader interprets) and `arrays`: for each array its name,
 numpy dtype (little-endian, from a fixed allowlist), shape and compressed size.
 Nothing in a frame is executable: no pickle, no object arrays. The same
@@ -83,7 +83,7 @@ def decode_frame(data: bytes, expected_kind: str) -> tuple[dict[str, Any], dict[
             f"(this build reads version {FORMAT_VERSION})"
         )
     if header.get("kind") != expected_kind:
-        raise FrameError(f"sketch file holds a {header.get('kind')!r}, expected a {expected_kind!r}")
+        raise FrameError(f"sketch file contains a {header.get('kind')!r}, expected a {expected_kind!r}")
 
     arrays = {}
     position = header_start + header_length
@@ -100,7 +100,7 @@ def decode_frame(data: bytes, expected_kind: str) -> tuple[dict[str, Any], dict[
         expected = int(np.prod(entry["shape"], dtype=np.int64))
         if array.size != expected:
             raise FrameError(
-                f"sketch file array {entry['name']!r} has {array.size} values, its shape says {expected}"
+                f"sketch file array {entry['name']!r} has {array.size} values, expected {expected} from its shape"
             )
         arrays[entry["name"]] = array.reshape(entry["shape"]).copy()
     if position != len(body):

@@ -16,7 +16,7 @@ GroupBy = Literal["none", "snapshot", "domain"]
 
 
 class ReadSettings(BaseModel):
-    """How records are read; mirrors `scanner.formats.ReadOptions`."""
+    """Record-reading settings, the fields of `scanner.formats.ReadOptions`."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 

@@ -1,6 +1,6 @@
 """Reference profiles for the synthetic-share estimate.
 
-A profile holds what a scan needs to score documents and to calibrate the
+A profile contains what a scan needs to score documents and to calibrate the
 estimate:
 
 - a vocabulary of words, each one token under the tokenizer rules;

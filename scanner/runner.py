@@ -37,7 +37,7 @@ MERGE_FAN_IN = 8
 
 @dataclass
 class ScanOutcome:
-    """What a scan produced: the merged bundle, per-shard summaries and failures."""
+    """Outcome of a scan: the merged bundle, per-shard summaries and failures."""
 
     config: ScanConfig
     plan: Plan

@@ -42,7 +42,7 @@ def self_check(folds: list[dict[str, np.ndarray]], seed: int = 0) -> dict:
 
     Each fold is a dict of the arrays that `profile_build.calibration_arrays`
     returns. Folds with too few documents to estimate are skipped, and the
-    result says how many runs it used.
+    result gives the number of runs it used.
     """
     rng = np.random.default_rng(seed)
     errors: dict[float, list[float]] = {share: [] for share in SHARES}

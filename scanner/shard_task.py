@@ -38,7 +38,7 @@ def scorer_for(config: ScanConfig) -> ProfileScorer | None:
 def scan_shard(shard: Shard, config: ScanConfig) -> tuple[dict, bytes]:
     """Scan one shard; return (summary, bundle bytes) and checkpoint both.
 
-    The summary holds the shard's counters, its read report and the seconds it
+    The summary contains the shard's counters, its read report and the seconds it
     took. Exceptions from storage or a reader propagate to the caller.
     """
     started = time.perf_counter()

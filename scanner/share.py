@@ -23,7 +23,7 @@ class ShareValue(_Model):
     """A share in [0, 1] with its confidence interval.
 
     `ci95` is [0, 1] when the fit test rejects the profile, because the bootstrap
-    interval then rests on a model the corpus does not follow; `model_ci95` keeps
+    interval then rests on a model the corpus does not follow. `model_ci95` keeps
     that interval (widened for the extra variance) for reference.
     """
 
@@ -62,7 +62,7 @@ class SyntheticShare(_Model):
 
 
 def synthetic_share(sketch: LikelihoodSketch, profile: ReferenceProfile, digest: str) -> SyntheticShare | None:
-    """Estimate the share from a merged sketch; None when it holds no document."""
+    """Estimate the share from a merged sketch; return None when the sketch contains no document."""
     if sketch.documents == 0:
         return None
     calibration = profile.calibration

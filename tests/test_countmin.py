@@ -82,7 +82,7 @@ def test_invalid_depth():
 
 
 @pytest.mark.parametrize("depth", [2, 4])
-def test_item_sharing_one_block_does_not_inherit_a_count(depth):
+def test_twin_in_one_block_not_inflated(depth):
     frequent = np.uint64(0x0123_4567_89AB_CDEF)
     # Same block A and the same slots for every row; only block B differs.
     twin = frequent ^ np.uint64(1 << 30)

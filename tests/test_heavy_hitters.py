@@ -87,7 +87,7 @@ def test_top_text_is_case_folded_tokens():
     assert top == [{"ngram": "the cat", "count": 150}]
 
 
-def test_no_rare_ngram_in_top_lists_of_a_large_corpus():
+def test_large_corpus_top_lists_exclude_rare():
     # About 1.2 million n-grams, most of orders 3 to 5 seen once: the setting where
     # a Count-Min layout with correlated rows gave once-seen n-grams heavy counts.
     settings = SketchSettings()

@@ -29,7 +29,7 @@ def make_read_only(path: pathlib.Path) -> None:
         item.chmod(item.stat().st_mode & ~0o222)
 
 
-def test_import_with_read_only_package_and_no_cache_dir(tmp_path):
+def test_read_only_package_imports(tmp_path):
     packages, home = tmp_path / "site", tmp_path / "home"
     packages.mkdir()
     home.mkdir()

@@ -47,7 +47,8 @@ def test_one_and_two_workers_agree(corpus, tmp_path):
     two = scan([corpus], tmp_path / "two", num_workers=2)
 
     assert one.bundle.documents == 900
-    assert one.failures == [] and two.failures == []
+    assert one.failures == []
+    assert two.failures == []
     assert one.bundle.to_bytes() == two.bundle.to_bytes()
 
 
