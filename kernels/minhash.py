@@ -39,3 +39,31 @@ def minhash_signatures(token_hashes, document_offsets, shingle_order, salts, see
                 if value < signatures[document, function]:
                     signatures[document, function] = value
     return signatures
+
+
+@kernel
+def distinct_shingles(token_hashes, document_offsets, documents, shingle_order, seed):
+    """Return the number of distinct shingles (as `minhash_signatures` forms them) of each listed document."""
+    out = np.zeros(documents.shape[0], dtype=np.int64)
+    longest = 0
+    for index in range(documents.shape[0]):
+        longest = max(longest, document_offsets[documents[index] + 1] - document_offsets[documents[index]])
+    buffer = np.empty(longest, dtype=np.uint64)
+    for index in range(documents.shape[0]):
+        document = documents[index]
+        first = document_offsets[document]
+        tokens = document_offsets[document + 1] - first
+        if tokens == 0:
+            continue
+        order = shingle_order if tokens >= shingle_order else tokens
+        count = tokens - order + 1
+        hashes = buffer[:count]
+        for start in range(count):
+            hashes[start] = ngram_hash(token_hashes, first + start, order, seed)
+        hashes.sort()
+        distinct = 1
+        for position in range(1, count):
+            if hashes[position] != hashes[position - 1]:
+                distinct += 1
+        out[index] = distinct
+    return out

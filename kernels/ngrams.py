@@ -11,7 +11,7 @@ import numpy as np
 from numba.cpython.unsafe.numbers import leading_zeros
 
 from kernels._jit import kernel
-from kernels.hashing import ngram_finish, ngram_start, ngram_step
+from kernels.hashing import avalanche, ngram_finish, ngram_start, ngram_step
 
 _COUNTER_MAX = np.uint32(0xFFFFFFFF)
 
@@ -222,8 +222,16 @@ def update_ngram_sketches(
     candidate_sizes,
     heavy_hitter_capacity,
     ngram_totals,
+    shingle_order,
+    shingle_salt,
+    document_minima,
 ):
     """Feed every n-gram of orders min_order..max_order to the sketches of its order.
+
+    The same pass writes each document's first MinHash value to `document_minima`:
+    the minimum of avalanche(shingle hash ^ `shingle_salt`) over its n-grams of
+    `shingle_order` tokens (all its tokens when it is shorter), as
+    `kernels.minhash.minhash_signatures` computes it, or 2**64 - 1 without tokens.
 
     Arrays indexed by order use row `order - min_order`. `ngram_totals` (int64)
     receives the number of n-grams seen per order. An n-gram becomes a
@@ -243,6 +251,9 @@ def update_ngram_sketches(
     for document in range(documents):
         first = document_offsets[document]
         stop = document_offsets[document + 1]
+        shingle = min(shingle_order, stop - first)
+        deepest = max(max_order, shingle)
+        minimum = np.uint64(0xFFFFFFFFFFFFFFFF)
         for chunk_start in range(first, stop, _CHUNK_TOKENS):
             chunk_stop = min(stop, chunk_start + _CHUNK_TOKENS)
 
@@ -250,12 +261,14 @@ def update_ngram_sketches(
             # is the prefix of the (n+1)-gram.
             for index in range(chunk_stop - chunk_start):
                 position = chunk_start + index
-                longest = min(max_order, stop - position)
+                longest = min(deepest, stop - position)
                 state = start_state
                 for order in range(1, longest + 1):
                     state = ngram_step(state, token_hashes[position + order - 1])
-                    if order >= min_order:
+                    if min_order <= order <= max_order:
                         hashes[order - min_order, index] = ngram_finish(state, order)
+                    if order == shingle:
+                        minimum = min(minimum, avalanche(ngram_finish(state, order) ^ shingle_salt))
 
             # Then update, one order at a time: the update loop has independent
             # loads in flight, which hides much of the Count-Min cache misses.
@@ -303,4 +316,5 @@ def update_ngram_sketches(
                             candidate_keys, candidate_used, candidate_positions, candidate_sizes, row, hashed, position
                         )
                 ngram_totals[row] = first_total + count
+        document_minima[document] = minimum
     return dropped

@@ -21,7 +21,10 @@ from scanner.sketches.heavy_hitters import HeavyHitterCandidates
 from scanner.sketches.moments import Moments
 from scanner.sketches.quantiles import QuantileSketch
 from scanner.scoring import ProfileScorer
+from scanner.sketches.diversity import MINHASH_PERMUTATIONS, SHINGLE_ORDER, DiversitySketch, document_context
 from scanner.sketches.likelihood import LikelihoodSketch
+from scanner.sketches.minhash import MinHasher
+from scanner.scoring import content_ids
 from scanner.tokens import TokenScratch, tokenize_batch
 
 
@@ -55,6 +58,9 @@ class ShardAccumulator:
         self.groups: dict[str, np.ndarray] = {}
 
         self.token_scratch = TokenScratch()
+        self.minhasher = MinHasher(MINHASH_PERMUTATIONS, SHINGLE_ORDER, settings.seed)
+        self.diversity = self._new_diversity(group=False)
+        self.group_diversity: dict[str, DiversitySketch] = {}
         self.quantiles = {name: QuantileSketch(settings.quantile_relative_accuracy) for name in FEATURES}
         self.moments = {name: Moments() for name in FEATURES}
 
@@ -72,6 +78,7 @@ class ShardAccumulator:
         self.bytes += int(batch.source_bytes.sum())
         self.tokens += int(tokens.hashes.shape[0])
 
+        minima = np.empty(batch.documents, dtype=np.uint64)
         self.heavy_hitter_overflow += update_ngram_sketches(
             tokens.hashes,
             tokens.document_offsets,
@@ -88,12 +95,17 @@ class ShardAccumulator:
             self.candidate_sizes,
             settings.heavy_hitter_capacity,
             self.ngram_totals,
+            self.minhasher.shingle_order,
+            self.minhasher.salts[0],
+            minima,
         )
         self._record_new_heavy_hitter_texts(tokens)
         if groups is not None:
             self._count_groups(groups, tokens_per_document, batch.source_bytes)
         if self.scorer is not None:
             self._score(batch, tokens, groups)
+
+        self._add_diversity(batch, tokens, groups, minima)
 
         ratio, repeated, entropy = document_features(
             tokens.hashes, tokens.document_offsets, settings.repeat_order, np.uint64(settings.seed)
@@ -108,6 +120,28 @@ class ShardAccumulator:
         for name in FEATURES:
             self.quantiles[name].update_batch(values[name])
             self.moments[name].update_batch(values[name])
+
+    def _new_diversity(self, group: bool) -> DiversitySketch:
+        vocabulary = len(self.scorer.vocabulary) if self.scorer else 0
+        return DiversitySketch((self.settings.min_order, self.settings.max_order), self.settings.seed, group, vocabulary)
+
+    def _add_diversity(self, batch: TextBatch, tokens, groups, minima: np.ndarray) -> None:
+        vocabulary = self.scorer.vocabulary if self.scorer else None
+        context = document_context(batch, tokens, content_ids(batch), minima, vocabulary)
+        self.diversity.add(context, np.arange(batch.documents, dtype=np.int64), self.minhasher)
+        if groups is None:
+            return
+        codes, names = groups
+        order = np.argsort(codes, kind="stable")
+        bounds = np.searchsorted(codes[order], np.arange(len(names) + 1))
+        for code, name in enumerate(names):
+            members = order[bounds[code] : bounds[code + 1]]
+            if members.size == 0:
+                continue
+            sketch = self.group_diversity.get(name)
+            if sketch is None:
+                sketch = self.group_diversity[name] = self._new_diversity(group=True)
+            sketch.add(context, members, self.minhasher)
 
     def _score(self, batch: TextBatch, tokens, groups) -> None:
         r, human, present, ids, owners = self.scorer.score_units(batch, tokens, self.settings)
@@ -197,4 +231,6 @@ class ShardAccumulator:
             likelihood=self.likelihood,
             group_likelihood=self.group_likelihood,
             profile_digest=self.scorer.digest if self.scorer else None,
+            diversity=self.diversity.finish(),
+            group_diversity={name: sketch.finish() for name, sketch in self.group_diversity.items()},
         )

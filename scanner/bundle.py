@@ -23,6 +23,7 @@ import numpy as np
 from scanner.codec import decode_frame, encode_frame
 from scanner.settings import SketchSettings
 from scanner.sketches.countmin import CountMinSketch
+from scanner.sketches.diversity import DiversitySketch
 from scanner.sketches.heavy_hitters import HeavyHitterCandidates
 from scanner.sketches.hll import estimate_from_registers
 from scanner.sketches.likelihood import LikelihoodSketch
@@ -59,6 +60,8 @@ class Bundle:
     likelihood: LikelihoodSketch | None = None  # scores against the profile, when the scan has one
     group_likelihood: dict[str, LikelihoodSketch] = field(default_factory=dict)
     profile_digest: str | None = None
+    diversity: DiversitySketch = None  # type and document samples behind the indicators
+    group_diversity: dict[str, DiversitySketch] = field(default_factory=dict)
 
     def __post_init__(self):
         settings = self.settings
@@ -76,6 +79,9 @@ class Bundle:
         self.shard_ids = tuple(sorted(self.shard_ids))
         self.groups = {name: np.asarray(self.groups[name], dtype=np.int64) for name in sorted(self.groups)}
         self.group_likelihood = {name: self.group_likelihood[name] for name in sorted(self.group_likelihood)}
+        if self.diversity is None:
+            self.diversity = DiversitySketch((settings.min_order, settings.max_order), settings.seed)
+        self.group_diversity = {name: self.group_diversity[name] for name in sorted(self.group_diversity)}
 
     def merge(self, other: "Bundle") -> "Bundle":
         """Return the merge of two bundles; neither input changes."""
@@ -110,6 +116,8 @@ class Bundle:
             likelihood=None if self.likelihood is None else self.likelihood.merge(other.likelihood),
             group_likelihood=_merge_sketches(self.group_likelihood, other.group_likelihood),
             profile_digest=self.profile_digest,
+            diversity=self.diversity.merge(other.diversity),
+            group_diversity=_merge_sketches(self.group_diversity, other.group_diversity),
         )
 
     def distinct_ngrams(self, order: int) -> float:
@@ -136,6 +144,8 @@ class Bundle:
             "profile_digest": self.profile_digest,
             "likelihood": None,
             "group_likelihood": {},
+            "diversity": None,
+            "group_diversity": {},
         }
         arrays = {
             "ngram_totals": self.ngram_totals,
@@ -157,6 +167,12 @@ class Bundle:
             sketch_meta, parts = sketch.to_frame_parts()
             meta["group_likelihood"][name] = sketch_meta
             arrays.update({f"group_likelihood/{index}/{key}": array for key, array in parts.items()})
+        meta["diversity"], parts = self.diversity.to_frame_parts()
+        arrays.update({f"diversity/{key}": array for key, array in parts.items()})
+        for index, (name, sketch) in enumerate(self.group_diversity.items()):
+            sketch_meta, parts = sketch.to_frame_parts()
+            meta["group_diversity"][name] = sketch_meta
+            arrays.update({f"group_diversity/{index}/{key}": array for key, array in parts.items()})
         return encode_frame(_KIND, meta, arrays)
 
     @classmethod
@@ -197,6 +213,11 @@ class Bundle:
             likelihood=likelihood,
             group_likelihood=group_likelihood,
             profile_digest=meta["profile_digest"],
+            diversity=DiversitySketch.from_frame_parts(meta["diversity"], _with_prefix(arrays, "diversity/")),
+            group_diversity={
+                name: DiversitySketch.from_frame_parts(sketch_meta, _with_prefix(arrays, f"group_diversity/{index}/"))
+                for index, (name, sketch_meta) in enumerate(meta["group_diversity"].items())
+            },
         )
 
 

@@ -17,10 +17,12 @@ import importlib.metadata
 import math
 from typing import TYPE_CHECKING, Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from scanner.bundle import FEATURES, GROUP_COUNTERS, Bundle
 from scanner.formats import ReadReport
+from scanner.indicators import corpus_indicators, group_indicators
 from scanner.storage import redact_url
 
 if TYPE_CHECKING:
@@ -99,15 +101,38 @@ class ErrorSummary(_Model):
 
 
 class Indicators(_Model):
-    """Diversity indicators.
+    """Diversity and collapse indicators; `scanner.indicators` says how each is computed.
 
-    `distinct_ratio` per order is distinct n-grams / total n-grams. The distinct
-    count is a HyperLogLog estimate, so the ratio is an estimate with the
-    relative standard error of `ngrams[order].distinct_rse`. It is capped at 1,
-    the largest true value, and is None for an order without n-grams.
+    `distinct_ratio` per order is distinct n-grams / total n-grams, a HyperLogLog
+    estimate with relative standard error `distinct_ratio_rse`, capped at 1 and
+    None for an order without n-grams. Every other indicator has its standard
+    error or bound beside it, and is None when the corpus or group has no data
+    for it. `methods` (corpus level only) states each method in words.
     """
 
     distinct_ratio: dict[str, float | None]
+    distinct_ratio_rse: float
+    unigram_entropy_bits: float | None
+    unigram_entropy_se: float | None
+    hapax_share: float | None
+    hapax_share_se: float | None
+    hapax_token_share: float | None
+    hapax_token_share_se: float | None
+    type_sample: int = Field(description="word types in the sample behind entropy and hapax_share")
+    tail_mass: float | None
+    tail_mass_error_bound: float | None
+    zipf_exponent: float | None
+    zipf_exponent_se: float | None
+    near_duplicate_rate: float | None
+    near_duplicate_rate_se: float | None
+    near_duplicate_sample: int = Field(description="documents in the sample behind near_duplicate_rate")
+    compression_ratio: float | None
+    compression_ratio_se: float | None
+    compression_sample: int
+    profile_divergence_bits: float | None
+    profile_divergence_se: float | None
+    profile_divergence_bias: float | None
+    methods: dict[str, str] | None = None
 
 
 class GroupCounts(_Model):
@@ -118,6 +143,7 @@ class GroupCounts(_Model):
     bytes: int
     tokens: int
     synthetic_share: SyntheticShare | None = None
+    indicators: Indicators | None = None
 
 
 class InputSize(_Model):
@@ -217,7 +243,7 @@ def build_result(outcome: ScanOutcome) -> ScanResult:
         features={name: feature_summary(bundle, name) for name in FEATURES},
         shards=shards,
         errors=errors,
-        indicators=Indicators(distinct_ratio={order: _distinct_ratio(stats) for order, stats in ngrams.items()}),
+        indicators=Indicators(**corpus_indicators(bundle, _human_probability(outcome.profile))),
         group_by=config.group_by,
         synthetic_share=_share(bundle, outcome.profile),
         groups=_groups(bundle, outcome.profile),
@@ -320,14 +346,17 @@ def _groups(bundle: Bundle, profile) -> dict[str, GroupCounts]:
         share = None
         if profile is not None and sketch is not None:
             share = synthetic_share(sketch, profile, bundle.profile_digest)
-        groups[name] = GroupCounts(**values, synthetic_share=share)
+        indicators = None
+        if name in bundle.group_diversity:
+            indicators = Indicators(
+                **group_indicators(bundle, bundle.group_diversity[name], _human_probability(profile))
+            )
+        groups[name] = GroupCounts(**values, synthetic_share=share, indicators=indicators)
     return groups
 
 
-def _distinct_ratio(stats: NgramStats) -> float | None:
-    if stats.total == 0:
-        return None
-    return min(1.0, stats.distinct / stats.total)
+def _human_probability(profile) -> np.ndarray | None:
+    return None if profile is None else profile.human_probability
 
 
 def _finite(value: float) -> float | None:

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from kernels.minhash import minhash_signatures
+from kernels.minhash import distinct_shingles, minhash_signatures
 
 
 def _salts(count: int, seed: int) -> np.ndarray:
@@ -48,3 +48,32 @@ class MinHasher:
         if first.shape != second.shape:
             raise ValueError(f"MinHash signatures differ in length: {first.shape} and {second.shape}")
         return float(np.mean(first == second))
+
+    def first_values(self, token_hashes: np.ndarray, document_offsets: np.ndarray) -> np.ndarray:
+        """Return each document's first signature value (2**64 - 1 without tokens), at 1/num_perm of the cost."""
+        return minhash_signatures(
+            np.ascontiguousarray(token_hashes, dtype=np.uint64),
+            np.ascontiguousarray(document_offsets, dtype=np.int64),
+            self.shingle_order,
+            self.salts[:1],
+            np.uint64(self.seed),
+        )[:, 0]
+
+    def signatures_of(self, token_hashes: np.ndarray, document_offsets: np.ndarray, documents: np.ndarray) -> np.ndarray:
+        """Return the signatures of the listed documents only."""
+        starts = document_offsets[documents]
+        lengths = document_offsets[documents + 1] - starts
+        offsets = np.zeros(documents.size + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        positions = np.repeat(starts - offsets[:-1], lengths) + np.arange(offsets[-1], dtype=np.int64)
+        return self.signatures(token_hashes[positions], offsets)
+
+    def distinct_shingles_of(self, token_hashes: np.ndarray, document_offsets: np.ndarray, documents: np.ndarray) -> np.ndarray:
+        """Return the number of distinct shingles of each listed document."""
+        return distinct_shingles(
+            np.ascontiguousarray(token_hashes, dtype=np.uint64),
+            np.ascontiguousarray(document_offsets, dtype=np.int64),
+            np.ascontiguousarray(documents, dtype=np.int64),
+            self.shingle_order,
+            np.uint64(self.seed),
+        )
