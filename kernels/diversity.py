@@ -9,8 +9,9 @@ Every occurrence of a sampled type is counted. When the table holds more than
 Because L only rises, a type still in the sample was sampled from its first
 occurrence on, so its count is exact.
 
-The sample is keyed by the unigram hash of `kernels.ngrams` (the order-1
-n-gram hash), the key of the order-1 heavy hitters, so the two can be matched.
+The sample is keyed by token hash, so the test costs one shift per token;
+`unigram_hashes` maps its keys to the order-1 n-gram hashes that key the
+heavy hitters, so the two can be matched.
 """
 
 import numpy as np
@@ -72,18 +73,17 @@ def _raise_level(keys, counts, level, capacity):
 
 
 @kernel
-def type_sample_update(token_hashes, document_offsets, documents, seed, keys, counts, level, size, capacity):
+def type_sample_update(token_hashes, document_offsets, documents, keys, counts, level, size, capacity):
     """Count the sampled word types of the listed documents.
 
     `documents` (int64) lists the documents to count; `keys` and `counts` are an
     open-addressing table of at least 2 * capacity + 1 slots (a power of two)
     holding `size` types at `level`. Returns the new (level, size).
     """
-    start = ngram_start(seed)
     for index in range(documents.shape[0]):
         document = documents[index]
         for position in range(document_offsets[document], document_offsets[document + 1]):
-            hashed = ngram_finish(ngram_step(start, token_hashes[position]), 1)
+            hashed = token_hashes[position]
             if not in_sample(hashed, level):
                 continue
             size += _insert(keys, counts, hashed, 1)
@@ -152,3 +152,13 @@ def insert_types(keys, counts, new_keys, new_counts):
     for index in range(new_keys.shape[0]):
         added += _insert(keys, counts, new_keys[index], new_counts[index])
     return added
+
+
+@kernel
+def unigram_hashes(token_hashes, seed):
+    """Return the order-1 n-gram hash of each token hash."""
+    out = np.empty(token_hashes.shape[0], dtype=np.uint64)
+    start = ngram_start(seed)
+    for index in range(token_hashes.shape[0]):
+        out[index] = ngram_finish(ngram_step(start, token_hashes[index]), 1)
+    return out

@@ -26,7 +26,7 @@ _XLOGX[1:] = np.arange(1, _XLOGX_SIZE) * np.log2(np.arange(1, _XLOGX_SIZE))
 
 
 @kernel(leaf=True)
-def _count_distinct(values, first, stop, table_keys, table_counts, used_slots, mask):
+def count_distinct(values, first, stop, table_keys, table_counts, used_slots, mask):
     """Count each value of values[first:stop] in the first mask + 1 slots of a table.
 
     Returns the number of distinct values; `used_slots[:distinct]` lists the
@@ -81,7 +81,7 @@ def document_features(token_hashes, document_offsets, repeat_order, seed):
         while size < 2 * tokens:
             size *= 2
         mask = size - 1
-        distinct = _count_distinct(token_hashes, first, stop, table_keys, table_counts, used_slots, mask)
+        distinct = count_distinct(token_hashes, first, stop, table_keys, table_counts, used_slots, mask)
         ratio[document] = distinct / tokens
         weighted = 0.0
         for index in range(distinct):
@@ -96,7 +96,7 @@ def document_features(token_hashes, document_offsets, repeat_order, seed):
             continue
         for index in range(ngrams):
             ngram_hashes[index] = ngram_hash(token_hashes, first + index, repeat_order, seed)
-        distinct = _count_distinct(ngram_hashes, 0, ngrams, table_keys, table_counts, used_slots, mask)
+        distinct = count_distinct(ngram_hashes, 0, ngrams, table_keys, table_counts, used_slots, mask)
         repeated[document] = 1.0 - distinct / ngrams
         for index in range(distinct):
             table_counts[used_slots[index]] = 0

@@ -12,6 +12,7 @@ error sqrt(J (1 - J) / k) for k functions.
 import numpy as np
 
 from kernels._jit import kernel
+from kernels.features import count_distinct
 from kernels.hashing import avalanche, ngram_hash
 
 EMPTY_SIGNATURE_VALUE = np.uint64(0xFFFFFFFFFFFFFFFF)
@@ -48,7 +49,13 @@ def distinct_shingles(token_hashes, document_offsets, documents, shingle_order, 
     longest = 0
     for index in range(documents.shape[0]):
         longest = max(longest, document_offsets[documents[index] + 1] - document_offsets[documents[index]])
-    buffer = np.empty(longest, dtype=np.uint64)
+    size = 16
+    while size < 2 * longest:
+        size *= 2
+    shingles = np.empty(max(longest, 1), dtype=np.uint64)
+    table_keys = np.zeros(size, dtype=np.uint64)
+    table_counts = np.zeros(size, dtype=np.int64)
+    used_slots = np.empty(max(longest, 1), dtype=np.int64)
     for index in range(documents.shape[0]):
         document = documents[index]
         first = document_offsets[document]
@@ -57,13 +64,13 @@ def distinct_shingles(token_hashes, document_offsets, documents, shingle_order, 
             continue
         order = shingle_order if tokens >= shingle_order else tokens
         count = tokens - order + 1
-        hashes = buffer[:count]
         for start in range(count):
-            hashes[start] = ngram_hash(token_hashes, first + start, order, seed)
-        hashes.sort()
-        distinct = 1
-        for position in range(1, count):
-            if hashes[position] != hashes[position - 1]:
-                distinct += 1
+            shingles[start] = ngram_hash(token_hashes, first + start, order, seed)
+        mask = 15
+        while mask + 1 < 2 * count:
+            mask = 2 * mask + 1
+        distinct = count_distinct(shingles, 0, count, table_keys, table_counts, used_slots, mask)
+        for slot in range(distinct):
+            table_counts[used_slots[slot]] = 0
         out[index] = distinct
     return out

@@ -58,6 +58,7 @@ import math
 
 import numpy as np
 
+from kernels.diversity import unigram_hashes
 from scanner.sketches.countmin import CountMinSketch
 from scanner.sketches.diversity import (
     GROUP_COUNTMIN_BLOCKS_LOG2,
@@ -198,6 +199,7 @@ def _word_distribution(sketch, heavy_keys, heavy_counts, countmin_bound, tokens)
     result = dict(empty)
     weight = float(2**sketch.type_level)
     sample_counts = sketch.type_counts.astype(np.float64)
+    sample_keys = unigram_hashes(sketch.type_keys, np.uint64(sketch.seed))
 
     # Frequent words: their own entropy terms (exact count when the word is also sampled).
     heavy = np.empty(0, dtype=np.uint64)
@@ -206,14 +208,14 @@ def _word_distribution(sketch, heavy_keys, heavy_counts, countmin_bound, tokens)
         confident = heavy_counts >= HEAVY_BOUND_FACTOR * max(countmin_bound, 1.0)
         heavy = heavy_keys[confident]
         heavy_values = heavy_counts[confident]
-        position = np.searchsorted(sketch.type_keys, heavy)
-        position = np.minimum(position, sketch.type_keys.size - 1)
-        sampled = sketch.type_keys[position] == heavy
-        heavy_values = np.where(sampled, sample_counts[position], heavy_values)
+        order = np.argsort(sample_keys)
+        position = np.minimum(np.searchsorted(sample_keys, heavy, sorter=order), sample_keys.size - 1)
+        sampled = sample_keys[order[position]] == heavy
+        heavy_values = np.where(sampled, sample_counts[order[position]], heavy_values)
     p_heavy = np.minimum(heavy_values / tokens, 1.0)
     entropy = float(-(p_heavy * np.log2(np.where(p_heavy > 0, p_heavy, 1.0))).sum())
 
-    rest = ~np.isin(sketch.type_keys, heavy)
+    rest = ~np.isin(sample_keys, heavy)
     p_rest = sample_counts[rest] / tokens
     terms = -p_rest * np.log2(p_rest)
     entropy += weight * float(terms.sum())

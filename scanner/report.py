@@ -48,6 +48,7 @@ def render_report(result: ScanResult, shard_rows: Sequence[dict] = ()) -> str:
         _shard_section(result, shard_rows),
         _error_section(result),
         _share_section(result),
+        _indicator_section(result),
         _group_section(result),
     ]
     return "\n".join(
@@ -209,6 +210,61 @@ def _error_section(result: ScanResult) -> str:
     if result.warnings:
         items = "".join(f"<li>{_text(warning)}</li>" for warning in result.warnings[:MAX_WARNING_ROWS])
         parts.append(f"<h3>Warnings</h3><ul>{items}</ul>")
+    return "\n".join(parts)
+
+
+# Indicators on the page: (field, label, field of its error, what the error is).
+_INDICATORS = (
+    ("unigram_entropy_bits", "unigram entropy (bits)", "unigram_entropy_se", "std. error"),
+    ("hapax_share", "words seen once, share of distinct words", "hapax_share_se", "std. error"),
+    ("hapax_token_share", "words seen once, share of tokens", "hapax_token_share_se", "std. error"),
+    ("tail_mass", "tokens outside the top 100 words", "tail_mass_error_bound", "lower bound within"),
+    ("zipf_exponent", "Zipf exponent (top 100 ranks)", "zipf_exponent_se", "std. error"),
+    ("near_duplicate_rate", "documents with a near-duplicate", "near_duplicate_rate_se", "std. error"),
+    ("compression_ratio", "compression ratio (zlib bytes / text bytes)", "compression_ratio_se", "std. error"),
+    ("profile_divergence_bits", "divergence from the profile's human text (bits)", "profile_divergence_se", "std. error"),
+)
+_GROUP_INDICATORS = (
+    ("unigram_entropy_bits", "entropy"),
+    ("hapax_token_share", "once-seen tokens"),
+    ("tail_mass", "tail mass"),
+    ("near_duplicate_rate", "near-duplicates"),
+    ("compression_ratio", "compression"),
+    ("profile_divergence_bits", "profile divergence"),
+)
+
+
+def _indicator_section(result: ScanResult) -> str:
+    indicators = result.indicators
+    methods = indicators.methods or {}
+    rows = []
+    for field, label, error_field, error_kind in _INDICATORS:
+        value = getattr(indicators, field)
+        if value is None:
+            continue
+        error = getattr(indicators, error_field)
+        error_text = "" if error is None else f"{error_kind} {_decimal(error)}"
+        rows.append([_text(label), _decimal(value), _text(error_text), f'<span class="note">{_text(methods.get(field, ""))}</span>'])
+    parts = ["<h2>Diversity and collapse indicators</h2>"]
+    parts.append(_table(["indicator", "value", "error", "method"], rows, numeric_from=1))
+    groups = [(name, counts) for name, counts in sorted(result.groups.items()) if counts.indicators is not None]
+    if groups:
+        orders = list(result.ngrams)
+        order = orders[min(2, len(orders) - 1)] if orders else None
+        headers = [_text(result.group_by)]
+        if order is not None:
+            headers.append(f"distinct / total, order {_text(order)}")
+        headers += [label for _, label in _GROUP_INDICATORS]
+        group_rows = []
+        for name, counts in groups[:MAX_GROUP_ROWS]:
+            row = [_text(name)]
+            if order is not None:
+                row.append(_decimal(counts.indicators.distinct_ratio.get(order)))
+            row += [_decimal(getattr(counts.indicators, field)) for field, _ in _GROUP_INDICATORS]
+            group_rows.append(row)
+        parts.append(f"<h3>By {_text(result.group_by)}</h3>")
+        parts.append(_table(headers, group_rows, numeric_from=1))
+        parts.append(_more_note(len(groups), MAX_GROUP_ROWS, "result.json"))
     return "\n".join(parts)
 
 

@@ -10,12 +10,12 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from kernels.hashing import ngram_hash
 from scanner.accumulator import ShardAccumulator
 from scanner.batch import TextBatch
 from scanner.config import ScanConfig
 from scanner.indicators import corpus_indicators, indicators_of
 from scanner.profile import ReferenceProfile
+from scanner.report import render_report
 from scanner.result import build_result
 from scanner.runner import run_scan
 from scanner.samples import MarkovCorpus
@@ -36,13 +36,9 @@ def accumulate(documents, settings=SETTINGS, batch=500, scorer=None, shard_id="s
 
 
 def exact_word_counts(documents, settings=SETTINGS) -> collections.Counter:
-    """Counts of each word, keyed by its unigram hash, from the tokenizer's own output."""
+    """Counts of each word, keyed by its token hash, from the tokenizer's own output."""
     tokens = tokenize_batch(TextBatch.from_strings(documents), settings)
-    counts = collections.Counter(tokens.hashes.tolist())
-    seed = np.uint64(settings.seed)
-    return collections.Counter(
-        {int(ngram_hash(np.array([key], dtype=np.uint64), 0, 1, seed)): count for key, count in counts.items()}
-    )
+    return collections.Counter(tokens.hashes.tolist())
 
 
 @pytest.fixture(scope="module")
@@ -295,3 +291,15 @@ def test_kernel_minima_are_the_first_minhash_values(diverse, diverse_bundle):
     assert np.array_equal(sketch.signatures, minhasher.signatures(tokens.hashes, tokens.document_offsets)[
         [ids.tolist().index(i) for i in sketch.ids.tolist()]
     ])
+
+
+def test_report_shows_the_indicators_of_the_corpus_and_each_group(collapse_scan):
+    page = render_report(collapse_scan)
+
+    section = page[page.index("Diversity and collapse indicators") :]
+    entropy = f"{collapse_scan.indicators.unigram_entropy_bits:,.4g}"
+    assert "unigram entropy (bits)" in section and entropy in section
+    for month in range(1, len(SHARES) + 1):
+        near = collapse_scan.groups[f"2025-{month:02d}"].indicators.near_duplicate_rate
+        assert f"<td>2025-{month:02d}</td>" in section
+        assert f"{near:,.4g}" in section

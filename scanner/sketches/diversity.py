@@ -158,7 +158,6 @@ class DiversitySketch:
             context.token_hashes,
             context.document_offsets,
             documents,
-            np.uint64(self.seed),
             keys,
             counts,
             self.type_level,
