@@ -76,9 +76,9 @@ def _raise_level(keys, counts, level, capacity):
 def type_sample_update(token_hashes, document_offsets, documents, keys, counts, level, size, capacity):
     """Count the sampled word types of the listed documents.
 
-    `documents` (int64) lists the documents to count; `keys` and `counts` are an
-    open-addressing table of at least 2 * capacity + 1 slots (a power of two)
-    holding `size` types at `level`. Returns the new (level, size).
+    `documents` (int64) lists the documents to count. `keys` and `counts` are an
+    open-addressing table of at least 2 * capacity + 1 slots (a power of two),
+    which holds `size` types at `level`. Returns the new (level, size).
     """
     for index in range(documents.shape[0]):
         document = documents[index]

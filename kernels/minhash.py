@@ -46,6 +46,7 @@ def minhash_signatures(token_hashes, document_offsets, shingle_order, salts, see
 def distinct_shingles(token_hashes, document_offsets, documents, shingle_order, seed):
     """Return the number of distinct shingles (as `minhash_signatures` forms them) of each listed document."""
     out = np.zeros(documents.shape[0], dtype=np.int64)
+
     longest = 0
     for index in range(documents.shape[0]):
         longest = max(longest, document_offsets[documents[index] + 1] - document_offsets[documents[index]])
@@ -56,6 +57,7 @@ def distinct_shingles(token_hashes, document_offsets, documents, shingle_order, 
     table_keys = np.zeros(size, dtype=np.uint64)
     table_counts = np.zeros(size, dtype=np.int64)
     used_slots = np.empty(max(longest, 1), dtype=np.int64)
+
     for index in range(documents.shape[0]):
         document = documents[index]
         first = document_offsets[document]
@@ -64,6 +66,7 @@ def distinct_shingles(token_hashes, document_offsets, documents, shingle_order, 
             continue
         order = shingle_order if tokens >= shingle_order else tokens
         count = tokens - order + 1
+
         for start in range(count):
             shingles[start] = ngram_hash(token_hashes, first + start, order, seed)
         mask = 15

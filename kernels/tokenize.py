@@ -43,9 +43,9 @@ def _ascii_classes() -> np.ndarray:
 ASCII_CLASSES = _ascii_classes()
 
 # 1 for the ASCII letters and digits, 0 for every other byte value: one table
-# load and one branch per byte inside a word (3.45 against 3.12 ns per byte of
-# English text for the tokenizer, measured against a class lookup behind a
-# `byte < 0x80` test).
+# load and one branch per byte inside a word. The tokenizer took 3.12 ns per
+# byte of English text with it, against 3.45 ns with a class lookup behind a
+# `byte < 0x80` test.
 _ASCII_WORD_BYTE = np.zeros(256, dtype=np.uint8)
 _ASCII_WORD_BYTE[:128] = ASCII_CLASSES == WORD
 

@@ -1,9 +1,9 @@
 """Diversity and collapse indicators, for the corpus and for each group.
 
-When model output feeds back into a crawl, text loses variety: fewer distinct
-n-grams, lower entropy, fewer rare words, more mass in the head of the word
-distribution, more near-duplicates, text that compresses better, and drift away
-from older human text. Each indicator below comes with its error. "Unigrams"
+When model output feeds back into a crawl, text loses variety. Distinct n-grams,
+entropy and rare words fall; the most frequent words take more of the text;
+near-duplicates become common; text compresses better and drifts away from
+older human text. Each indicator below comes with its error. "Unigrams"
 are word tokens; `K` is the number of distinct words and `N` the number of
 tokens.
 
@@ -108,8 +108,8 @@ def indicators_of(
     """Compute every indicator from one sketch.
 
     `distinct` maps an order to (distinct estimate, total n-grams). `heavy_keys`
-    are unigram hashes of frequent words and `heavy_counts` their Count-Min
-    estimates in this corpus or group (None when unigrams were not counted);
+    are unigram hashes of frequent words. `heavy_counts` are their Count-Min
+    estimates in this corpus or group, or None when unigrams were not counted.
     `countmin_bound` is the Count-Min error bound of one estimate.
     """
     tokens = sketch.tokens
