@@ -53,6 +53,7 @@ def read_jsonl_lines(
 ) -> Iterator[pa.RecordBatch]:
     """Turn the lines of one JSONL object (or byte range) into record batches."""
     builder = BatchBuilder(options.batch_bytes)
+    decoder = _LineDecoder()
     for line in lines:
         location = line_location(path, line)
         if line.error is not None:
@@ -62,7 +63,7 @@ def read_jsonl_lines(
             report.skip("record_too_large", location, f"{line.size} bytes > max_record_bytes {options.max_record_bytes}")
             continue
 
-        parsed = _parse_line(line, location, options, report)
+        parsed = _parse_line(line, location, options, report, decoder)
         if parsed is None:
             continue
         batch = builder.add(*parsed, record=line.offset)
@@ -79,18 +80,18 @@ def line_location(path: str, line: Line) -> str:
 
 
 def _parse_line(
-    line: Line, location: str, options: ReadOptions, report: ReadReport
+    line: Line, location: str, options: ReadOptions, report: ReadReport, decoder: _LineDecoder
 ) -> tuple[str, str | None, int | None] | None:
     """Return (text, url, date) for one line, or None after counting why it is not a record."""
     data = line.data
     assert data is not None
     if line.offset == 0 and data.startswith(_UTF8_BOM):
         data = data[len(_UTF8_BOM) :]
-    if not data.strip():
+    if not data or data.isspace():
         report.count("blank_lines")
         return None
 
-    obj = _decode_json(data, location, report)
+    obj = decoder.decode(data, location, report)
     if obj is _MISSING:
         return None
     if not isinstance(obj, dict):
@@ -121,33 +122,40 @@ def _parse_line(
     return text, url, date
 
 
-def _decode_json(data: bytes, location: str, report: ReadReport) -> Any:
-    """Parse one line, or return _MISSING after recording why it is not JSON."""
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        text = data.decode("utf-8", errors="replace")
-        report.count("decode_replacements")
+class _LineDecoder:
+    """One JSON decoder for all lines of a read: building a decoder per line cost
+    about as much as parsing a 2 KB line."""
 
-    constants: list[str] = []
+    def __init__(self) -> None:
+        self._constants: list[str] = []
+        self._decoder = json.JSONDecoder(parse_constant=self._accept_constant)
 
-    def accept_constant(name: str) -> float:
-        constants.append(name)
+    def _accept_constant(self, name: str) -> float:
+        self._constants.append(name)
         return float(name)
 
-    try:
-        obj = json.loads(text, parse_constant=accept_constant)
-    except RecursionError:
-        report.skip("invalid_json", location, "nesting is too deep to parse")
-        return _MISSING
-    except ValueError as error:
-        report.skip("invalid_json", location, str(error))
-        return _MISSING
+    def decode(self, data: bytes, location: str, report: ReadReport) -> Any:
+        """Parse one line, or return _MISSING after recording why it is not JSON."""
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            text = data.decode("utf-8", errors="replace")
+            report.count("decode_replacements")
 
-    if constants:
-        report.count("nonstandard_json_constants")
-        report.warn(f"{location}: accepted non-standard JSON constant {constants[0]}")
-    return obj
+        self._constants.clear()
+        try:
+            obj = self._decoder.decode(text)
+        except RecursionError:
+            report.skip("invalid_json", location, "nesting is too deep to parse")
+            return _MISSING
+        except ValueError as error:
+            report.skip("invalid_json", location, str(error))
+            return _MISSING
+
+        if self._constants:
+            report.count("nonstandard_json_constants")
+            report.warn(f"{location}: accepted non-standard JSON constant {self._constants[0]}")
+        return obj
 
 
 def _lookup(obj: dict[str, Any], field: str) -> Any:
