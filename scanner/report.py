@@ -111,6 +111,15 @@ def _share_section(result: ScanResult) -> str:
         f"<p>{_integer(share.documents)} documents scored, {_integer(share.documents_without_vocabulary)} "
         f"without any profile word; fit p-value {share.fit.p_value:.3g}.</p>"
     )
+    lineage = result.lineage
+    if lineage is not None:
+        rows = [["human", _share_text(lineage.human)]]
+        rows += [[f"generator {_text(name)}", _share_text(part)] for name, part in lineage.generators.items()]
+        rows.append(["synthetic, generator not named", _share_text(lineage.unattributed_synthetic)])
+        parts.append("<h3>Lineage</h3>")
+        parts.append(_table(["origin", "share [95% interval]"], rows, numeric_from=1))
+        if not lineage.attributed:
+            parts.append('<p class="note">The profile does not fit, so no generator is named.</p>')
     return "\n".join(parts)
 
 

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from scanner.bundle import FEATURES, GROUP_COUNTERS, Bundle
 from scanner.formats import ReadReport
 from scanner.indicators import corpus_indicators, group_indicators
+from scanner.lineage import Lineage, lineage_of
 from scanner.storage import redact_url
 
 if TYPE_CHECKING:
@@ -143,6 +144,7 @@ class GroupCounts(_Model):
     bytes: int
     tokens: int
     synthetic_share: SyntheticShare | None = None
+    lineage: Lineage | None = None
     indicators: Indicators | None = None
 
 
@@ -180,6 +182,7 @@ class ScanResult(_Model):
     shards: ShardCounts
     errors: ErrorSummary
     synthetic_share: SyntheticShare | None = Field(None, description="null unless the scan had a --profile")
+    lineage: Lineage | None = Field(None, description="human, per-generator and unattributed shares; null without --profile")
     contamination: None = Field(None, description="not estimated yet: needs a registry of generated datasets")
     indicators: Indicators
     group_by: Literal["none", "snapshot", "domain"]
@@ -245,7 +248,8 @@ def build_result(outcome: ScanOutcome) -> ScanResult:
         errors=errors,
         indicators=Indicators(**corpus_indicators(bundle, _human_probability(outcome.profile))),
         group_by=config.group_by,
-        synthetic_share=_share(bundle, outcome.profile),
+        synthetic_share=(share := _share(bundle, outcome.profile)),
+        lineage=lineage_of(share),
         groups=_groups(bundle, outcome.profile),
         input=InputSize(objects=outcome.plan.total_objects, bytes=outcome.plan.total_bytes),
         sources=[redact_url(source) for source in config.sources],
@@ -351,7 +355,7 @@ def _groups(bundle: Bundle, profile) -> dict[str, GroupCounts]:
             indicators = Indicators(
                 **group_indicators(bundle, bundle.group_diversity[name], _human_probability(profile))
             )
-        groups[name] = GroupCounts(**values, synthetic_share=share, indicators=indicators)
+        groups[name] = GroupCounts(**values, synthetic_share=share, lineage=lineage_of(share), indicators=indicators)
     return groups
 
 

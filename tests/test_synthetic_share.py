@@ -193,3 +193,15 @@ def test_report_shows_the_share(labelled, profile_path, tmp_path):
 
     assert "<h2>Synthetic share</h2>" in page
     assert f"{result.synthetic_share.estimate:.3f}" in page
+    lineage = page[page.index("<h3>Lineage</h3>") :]
+    assert f"{result.lineage.human.estimate:.3f}" in lineage
+
+
+def test_lineage_restates_the_share_per_group(labelled, profile_path, tmp_path):
+    result = build_result(scan_target(labelled, profile_path, tmp_path / "out", num_workers=2, group_by="domain"))
+
+    assert result.lineage.human.estimate == pytest.approx(1 - result.synthetic_share.estimate)
+    assert result.groups["unknown"].lineage == result.lineage
+    parts = result.lineage.human.estimate + result.lineage.unattributed_synthetic.estimate
+    parts += sum(part.estimate for part in result.lineage.generators.values())
+    assert parts == pytest.approx(1.0, abs=1e-9)
