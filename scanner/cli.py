@@ -743,6 +743,13 @@ def format_summary(result: ScanResult, location: str) -> str:
         lines.insert(4, f"synthetic share:  {share.estimate:.3f} (95% interval {low:.3f} to {high:.3f})")
         if share.fit.warning:
             lines.append(f"warning: {share.fit.warning}")
+    if result.contamination is not None:
+        for name, item in result.contamination.registry.items():
+            lines.insert(
+                -2,
+                f"registry {name}: near-duplicate share {item.near_duplicate_share:.4f}, "
+                f"long n-gram share {item.long_ngram_share:.4f}",
+            )
     if result.resumed_shards:
         lines.insert(-1, f"resumed shards:   {result.resumed_shards:,} from checkpoints")
     for problem in result.problems:
