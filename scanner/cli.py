@@ -258,6 +258,7 @@ def _add_registry_parser(commands, sources: argparse.ArgumentParser, common: arg
         description="Register known model-generated datasets for the contamination estimate of `scan --registry`.",
     )
     registry_commands = registry.add_subparsers(dest="registry_command", required=True, metavar="COMMAND")
+
     build = registry_commands.add_parser(
         "build",
         parents=[sources, common],
@@ -270,6 +271,7 @@ def _add_registry_parser(commands, sources: argparse.ArgumentParser, common: arg
     build.add_argument("--name", required=True, help="dataset name: letters, digits, '.', '_' or '-'")
     build.add_argument("--out", required=True, help="registry directory, local or in object storage")
     build.add_argument("--replace", action="store_true", help="rebuild a dataset that the registry has already")
+
     match = build.add_argument_group("matching")
     match.add_argument(
         "--ngram-order", type=int, default=13, help="word n-gram order of the Bloom filter (default: 13)"
@@ -288,6 +290,7 @@ def _add_registry_parser(commands, sources: argparse.ArgumentParser, common: arg
     )
     match.add_argument("--seed", type=int, default=None, help="seed of the token and n-gram hashes")
     match.add_argument("--keep-punctuation", action="store_true", help="count punctuation and symbols as tokens")
+
     run = build.add_argument_group("execution")
     run.add_argument("--address", help="Ray cluster address (default: start an embedded local Ray)")
     run.add_argument("--num-workers", type=int, default=None, help="parallel shard tasks (default: one per CPU)")

@@ -184,20 +184,20 @@ def _npy_bytes(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def _read_json(fs, path: str, url: str, what: str) -> tuple[dict, bytes]:
+def _read_json(fs, path: str, url: str, label: str) -> tuple[dict, bytes]:
     try:
         data = fs.cat_file(path)
     except FileNotFoundError:
         raise RegistryError(
-            f"{what} {url} not found: build the registry with "
+            f"{label} {url} not found: build the registry with "
             "`corpus-scanner registry build --name NAME SOURCE... --out DIR`"
         ) from None
     try:
         value = json.loads(data)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise RegistryError(f"{what} {url} is not valid JSON ({error}): rebuild it with `registry build`") from None
+        raise RegistryError(f"{label} {url} is not valid JSON ({error}): rebuild it with `registry build`") from None
     if not isinstance(value, dict):
-        raise RegistryError(f"{what} {url} is not a JSON object: rebuild it with `registry build`")
+        raise RegistryError(f"{label} {url} is not a JSON object: rebuild it with `registry build`")
     return value, data
 
 
@@ -276,7 +276,7 @@ def _load_arrays(dataset: RegisteredDataset, fs, directory: str, url: str) -> No
 
 
 def check_name_available(config: RegistryBuildConfig) -> None:
-    """Raise RegistryError when the registry lists the name already and `replace` is off, or is invalid."""
+    """Raise RegistryError when the registry lists the name already and `replace` is off, or when it is invalid."""
     fs, root = filesystem_for(config.out.rstrip("/"), config.storage)
     if not fs.exists(f"{root.rstrip('/')}/{REGISTRY_FILE}"):
         return
@@ -491,7 +491,7 @@ def _merge_first_pass(parts: list[dict], config: RegistryBuildConfig) -> dict:
 
 
 def _or_bloom_tasks(shards: list[Shard], config: RegistryBuildConfig, num_bits: int, num_hashes: int, limit: int):
-    """Run `shard_bloom` over the shards and OR the filters as they arrive, so the driver holds two at most."""
+    """Run `shard_bloom` over the shards and OR the filters as they arrive, so the driver keeps two at most."""
     import ray
 
     remote = ray.remote(shard_bloom)
@@ -511,7 +511,7 @@ def _or_bloom_tasks(shards: list[Shard], config: RegistryBuildConfig, num_bits: 
 
 
 class RegistryMatcher:
-    """Flags the documents of a batch that match each registered dataset."""
+    """Matcher of a batch's documents against every dataset of a registry."""
 
     def __init__(self, registry: Registry, threshold: float):
         if not 0.0 < threshold <= 1.0:
@@ -551,7 +551,7 @@ class RegistryMatcher:
     def _near_duplicates(self, dataset: RegisteredDataset, signatures: np.ndarray, has_tokens: np.ndarray):
         minhash = dataset.minhash
         query_bands = band_hashes(signatures, minhash["bands"], minhash["rows"], np.uint64(minhash["seed"]))
-        # A small tolerance keeps 0.8 * 128 = 102.4 from rounding up past an exact product.
+        # The tolerance keeps a float product such as 0.7 * 10 = 7.000000000000001 from rounding up to 8.
         min_matches = math.ceil(self.threshold * minhash["num_perm"] - 1e-9)
         return near_duplicate_flags(
             signatures, query_bands, has_tokens, dataset.band_keys, dataset.band_documents, dataset.signatures,

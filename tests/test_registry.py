@@ -1,11 +1,12 @@
 """Registry of generated datasets: Bloom filter, build, scan with --registry, on a real local Ray and moto S3.
 
-The target corpus plants contamination at known rates: exact copies of
-registered documents, lightly edited copies (word swaps, deletions, changed
-whitespace and case), heavily edited copies (each word replaced with chance 1/6),
-unrelated documents that embed a 20-word passage of a registered document,
-and unrelated documents. The truth is computed exactly from the tokens:
-Jaccard similarity of 5-word shingle sets, and shared 13-grams.
+The target corpus plants contamination at known rates. It contains exact
+copies of registered documents and lightly edited copies (a word swap, a
+deletion, changed whitespace and case). It also contains heavily edited copies
+(each word replaced with chance 1/6), unrelated documents that embed a 20-word
+passage of a registered document, and unrelated documents. The truth is
+computed exactly from the tokens: Jaccard similarity of 5-word shingle sets,
+and shared 13-grams.
 """
 
 import json
@@ -18,6 +19,7 @@ import pytest
 import ray
 
 from kernels.bloom import bloom_add_ngrams, bloom_match_documents
+from scanner.bundle import Bundle, BundleMismatchError
 from scanner.cli import main
 from scanner.registry import bloom_size, texts_to_tokens
 from scanner.settings import SketchSettings
@@ -212,6 +214,33 @@ def test_bloom_finds_every_inserted_ngram():
     matched, _ = bloom_match_documents(bits, np.uint64(num_bits), num_hashes, windows, offsets, 13, np.uint64(2))
 
     assert matched.all()
+
+
+def contaminated_bundle(shard: str, counters: list[int], digest: str = "d1") -> Bundle:
+    values = np.array(counters, dtype=np.int64)
+    return Bundle(
+        settings=SketchSettings(),
+        shard_ids=(shard,),
+        contamination={"first": values, "second": 2 * values},
+        group_contamination={"example.com": {"first": values, "second": values}},
+        registry_digest=digest,
+    )
+
+
+def test_bundle_contamination_merges_and_round_trips():
+    merged = contaminated_bundle("a", [1, 2, 30]).merge(contaminated_bundle("b", [4, 5, 60]))
+    restored = Bundle.from_bytes(merged.to_bytes())
+
+    assert restored.registry_digest == "d1"
+    assert restored.contamination["first"].tolist() == [5, 7, 90]
+    assert restored.contamination["second"].tolist() == [10, 14, 180]
+    assert restored.group_contamination["example.com"]["second"].tolist() == [5, 7, 90]
+    assert restored.to_bytes() == merged.to_bytes()
+
+
+def test_bundle_merge_rejects_other_registry():
+    with pytest.raises(BundleMismatchError, match="different registries"):
+        contaminated_bundle("a", [1, 2, 3]).merge(contaminated_bundle("b", [1, 2, 3], digest="d2"))
 
 
 def test_planted_edits_keep_their_class(corpora):
