@@ -33,7 +33,7 @@ _KIND = "bundle"
 
 GROUP_COUNTERS = ("documents", "empty_documents", "bytes", "tokens")
 # Per registered dataset: documents flagged as near duplicates, documents with a registered long
-# n-gram, and the long n-grams tested (for the false-match bound).
+# n-gram, and the long n-grams of all documents (for the false-match bound).
 CONTAMINATION_COUNTERS = ("near_duplicate_documents", "long_ngram_documents", "long_ngrams")
 FEATURES = ("doc_tokens", "doc_bytes", "type_token_ratio", "repeated_ngram_share", "unigram_entropy")
 

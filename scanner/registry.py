@@ -209,6 +209,11 @@ def _registry_names(fs, root: str, url: str) -> tuple[list[str], bytes]:
             f"registry manifest {url}/{REGISTRY_FILE} is not a corpus-scanner registry "
             f"(expected format {FORMAT!r} and a list of dataset names): check the path, or rebuild it"
         )
+    invalid = [name for name in names if not _NAME_PATTERN.fullmatch(name)]
+    if invalid:
+        raise RegistryError(
+            f"registry manifest {url}/{REGISTRY_FILE} lists an invalid dataset name {invalid[0]!r}: rebuild it"
+        )
     if index.get("format_version") != FORMAT_VERSION:
         raise RegistryError(
             f"registry format version {index.get('format_version')!r} in {url}/{REGISTRY_FILE} is not supported "

@@ -136,8 +136,8 @@ def _contamination_section(result: ScanResult) -> str:
     return (
         "<h2>Contamination</h2>\n"
         f"<p>Registry {_text(contamination.registry_url)}. A document is a near duplicate when its estimated "
-        f"Jaccard similarity with a registered document is at least {contamination.near_duplicate_threshold:g}; "
-        "it contains a long n-gram when one of its word n-grams tests positive in the dataset's Bloom filter. "
+        f"Jaccard similarity with a registered document is at least {contamination.near_duplicate_threshold:g}. "
+        "It contains a long n-gram when one of its word n-grams tests positive in the dataset's Bloom filter. "
         "False positives alone flag at most the bound's share of documents, in expectation.</p>\n"
         + _table(headers, rows, numeric_from=1)
     )

@@ -123,7 +123,7 @@ class DatasetContamination(_Model):
     long_ngram_share: float = Field(description="share of documents that contain a registered long n-gram")
     registered_documents: int
     ngram_order: int = Field(description="word n-gram order of the long n-grams")
-    long_ngrams: int = Field(description="long n-grams tested against the Bloom filter")
+    long_ngrams: int = Field(description="long n-grams of the scanned documents, repeats included")
     ngram_false_positive_rate: float = Field(
         description="chance that the Bloom filter reports an n-gram it does not contain: fill ** hashes"
     )

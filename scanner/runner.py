@@ -128,7 +128,7 @@ def run_scan(config: ScanConfig, progress_enabled: bool | None = None) -> ScanOu
         ProfileScorer(profile, config.sketch)
     registry = None
     if config.registry is not None:
-        # The driver reads only the manifests; each worker reads the arrays itself.
+        # The driver reads only the manifests, and each worker reads the arrays itself.
         registry = load_registry(config.registry, config.storage, arrays=False)
         registry.check_settings(config.sketch)
     objects = list_objects(config.sources, config.storage)

@@ -385,6 +385,7 @@ def test_missing_registry_is_rejected(corpora, tmp_path, capsys):
         ("registry.json", b"{not json"),
         ("registry.json", b'{"format": "something else", "datasets": []}'),
         ("datasets/first/manifest.json", b'{"name": "first"}'),
+        ("registry.json", b'{"format": "corpus-scanner-registry", "format_version": 1, "datasets": ["../up"]}'),
     ],
 )
 def test_corrupt_manifest_is_rejected(corpora, registry, tmp_path, capsys, file_name, content):
