@@ -13,7 +13,7 @@ import numpy as np
 
 from kernels._jit import kernel
 from kernels.features import count_distinct
-from kernels.hashing import avalanche, ngram_hash
+from kernels.hashing import avalanche, ngram_hash, xxh64_words
 
 EMPTY_SIGNATURE_VALUE = np.uint64(0xFFFFFFFFFFFFFFFF)
 
@@ -77,3 +77,53 @@ def distinct_shingles(token_hashes, document_offsets, documents, shingle_order, 
             table_counts[used_slots[slot]] = 0
         out[index] = distinct
     return out
+def band_hashes(signatures, bands, rows, seed):
+    """Return a (documents, bands) uint64 array: band b hashes signature positions [b * rows, (b + 1) * rows).
+
+    Locality-sensitive hashing by banding (Leskovec, Rajaraman and Ullman,
+    "Mining of Massive Datasets", chapter 3): two documents of Jaccard
+    similarity s share some band with probability 1 - (1 - s**rows)**bands.
+    """
+    documents = signatures.shape[0]
+    out = np.empty((documents, bands), dtype=np.uint64)
+    for document in range(documents):
+        row = signatures[document]
+        for band in range(bands):
+            out[document, band] = xxh64_words(row, band * rows, rows, seed)
+    return out
+
+
+@kernel
+def near_duplicate_flags(signatures, query_bands, has_tokens, band_keys, band_documents, registered, min_matches):
+    """Flag each query document whose signature agrees with a registered one in >= `min_matches` positions.
+
+    Candidates are the registered documents that share a band hash with the
+    query: `band_keys[b]` is sorted and `band_documents[b]` gives the registered
+    document of each key. Every candidate is checked against its full signature,
+    so a band collision alone never flags a document. Documents without tokens
+    are never flagged.
+    """
+    documents = signatures.shape[0]
+    bands = query_bands.shape[1]
+    functions = signatures.shape[1]
+    flags = np.zeros(documents, dtype=np.bool_)
+    for document in range(documents):
+        if not has_tokens[document]:
+            continue
+        for band in range(bands):
+            keys = band_keys[band]
+            key = query_bands[document, band]
+            position = np.searchsorted(keys, key)
+            while position < keys.shape[0] and keys[position] == key:
+                candidate = band_documents[band, position]
+                matches = 0
+                for function in range(functions):
+                    if signatures[document, function] == registered[candidate, function]:
+                        matches += 1
+                if matches >= min_matches:
+                    flags[document] = True
+                    break
+                position += 1
+            if flags[document]:
+                break
+    return flags

@@ -7,6 +7,8 @@ and the feature sketches. Each `add_batch` runs the kernels once over the
 batch; `finish` returns the shard's `Bundle`.
 """
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pyarrow as pa
 
@@ -14,7 +16,7 @@ from kernels.features import document_features
 from kernels.ngrams import CM_BLOCK_SLOTS, countmin_query_batch, update_ngram_sketches
 from kernels.texts import gather_ngram_texts
 from scanner.batch import TextBatch
-from scanner.bundle import FEATURES, Bundle
+from scanner.bundle import CONTAMINATION_COUNTERS, FEATURES, Bundle
 from scanner.settings import SketchSettings
 from scanner.sketches.countmin import CountMinSketch
 from scanner.sketches.heavy_hitters import HeavyHitterCandidates
@@ -27,16 +29,29 @@ from scanner.sketches.minhash import MinHasher
 from scanner.scoring import content_ids
 from scanner.tokens import TokenScratch, tokenize_batch
 
+if TYPE_CHECKING:
+    from scanner.registry import RegistryMatcher
+
 
 class ShardAccumulator:
     """Sketch state of one shard, fed batch by batch."""
 
-    def __init__(self, settings: SketchSettings, shard_id: str, scorer: ProfileScorer | None = None):
+    def __init__(
+        self,
+        settings: SketchSettings,
+        shard_id: str,
+        scorer: ProfileScorer | None = None,
+        matcher: "RegistryMatcher | None" = None,
+    ):
         self.settings = settings
         self.shard_id = shard_id
         self.scorer = scorer
         self.likelihood = scorer.new_sketch() if scorer else None
         self.group_likelihood: dict[str, LikelihoodSketch] = {}
+        self.matcher = matcher
+        counters = len(CONTAMINATION_COUNTERS)
+        self.contamination = {name: np.zeros(counters, dtype=np.int64) for name in matcher.names} if matcher else {}
+        self.group_contamination: dict[str, dict[str, np.ndarray]] = {}
         orders = len(settings.orders)
         self.documents = 0
         self.empty_documents = 0
@@ -104,6 +119,8 @@ class ShardAccumulator:
             self._count_groups(groups, tokens_per_document, batch.source_bytes)
         if self.scorer is not None:
             self._score(batch, tokens, groups)
+        if self.matcher is not None:
+            self._match_registry(tokens, groups)
 
         self._add_diversity(batch, tokens, groups, minima)
 
@@ -158,6 +175,22 @@ class ShardAccumulator:
             if sketch is None:
                 sketch = self.group_likelihood[name] = self.scorer.new_sketch()
             sketch.update(r[members], human[members], ids[members], present[members])
+
+    def _match_registry(self, tokens, groups) -> None:
+        """Count the documents that match each registered dataset, in total and per group."""
+        for name, flags in self.matcher.match(tokens).items():
+            values = np.stack([flag.astype(np.int64) for flag in flags], axis=1)
+            self.contamination[name] += values.sum(axis=0)
+            if groups is None:
+                continue
+            codes, names = groups
+            for column in range(len(CONTAMINATION_COUNTERS)):
+                sums = np.bincount(codes, weights=values[:, column], minlength=len(names)).astype(np.int64)
+                for code, group in enumerate(names):
+                    per_dataset = self.group_contamination.setdefault(group, {})
+                    if name not in per_dataset:
+                        per_dataset[name] = np.zeros(len(CONTAMINATION_COUNTERS), dtype=np.int64)
+                    per_dataset[name][column] += sums[code]
 
     def _count_groups(self, groups, tokens_per_document: np.ndarray, source_bytes: np.ndarray) -> None:
         codes, names = groups
@@ -233,4 +266,7 @@ class ShardAccumulator:
             profile_digest=self.scorer.digest if self.scorer else None,
             diversity=self.diversity.finish(),
             group_diversity={name: sketch.finish() for name, sketch in self.group_diversity.items()},
+            contamination=self.contamination,
+            group_contamination=self.group_contamination,
+            registry_digest=self.matcher.registry.digest if self.matcher else None,
         )

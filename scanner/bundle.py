@@ -33,6 +33,9 @@ from scanner.sketches.quantiles import QuantileSketch
 _KIND = "bundle"
 
 GROUP_COUNTERS = ("documents", "empty_documents", "bytes", "tokens")
+# Per registered dataset: documents flagged as near duplicates, documents with a registered long
+# n-gram, and the long n-grams of all documents (for the false-match bound).
+CONTAMINATION_COUNTERS = ("near_duplicate_documents", "long_ngram_documents", "long_ngrams")
 FEATURES = ("doc_tokens", "doc_bytes", "type_token_ratio", "repeated_ngram_share", "unigram_entropy")
 
 
@@ -62,6 +65,9 @@ class Bundle:
     profile_digest: str | None = None
     diversity: DiversitySketch = None  # type and document samples behind the indicators
     group_diversity: dict[str, DiversitySketch] = field(default_factory=dict)
+    contamination: dict[str, np.ndarray] = field(default_factory=dict)  # dataset -> int64 CONTAMINATION_COUNTERS
+    group_contamination: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # group -> dataset -> same
+    registry_digest: str | None = None
 
     def __post_init__(self):
         settings = self.settings
@@ -82,6 +88,10 @@ class Bundle:
         if self.diversity is None:
             self.diversity = DiversitySketch((settings.min_order, settings.max_order), settings.seed)
         self.group_diversity = {name: self.group_diversity[name] for name in sorted(self.group_diversity)}
+        self.contamination = _sorted_counters(self.contamination)
+        self.group_contamination = {
+            name: _sorted_counters(self.group_contamination[name]) for name in sorted(self.group_contamination)
+        }
 
     def merge(self, other: "Bundle") -> "Bundle":
         """Return the merge of two bundles; neither input changes."""
@@ -118,6 +128,7 @@ class Bundle:
             profile_digest=self.profile_digest,
             diversity=self.diversity.merge(other.diversity),
             group_diversity=_merge_sketches(self.group_diversity, other.group_diversity),
+            **_merge_contamination(self, other),
         )
 
     def distinct_ngrams(self, order: int) -> float:
@@ -173,6 +184,7 @@ class Bundle:
             sketch_meta, parts = sketch.to_frame_parts()
             meta["group_diversity"][name] = sketch_meta
             arrays.update({f"group_diversity/{index}/{key}": array for key, array in parts.items()})
+        _add_contamination_parts(self, meta, arrays)
         return encode_frame(_KIND, meta, arrays)
 
     @classmethod
@@ -218,6 +230,7 @@ class Bundle:
                 name: DiversitySketch.from_frame_parts(sketch_meta, _with_prefix(arrays, f"group_diversity/{index}/"))
                 for index, (name, sketch_meta) in enumerate(meta["group_diversity"].items())
             },
+            **_contamination_from_parts(meta, arrays),
         )
 
 
@@ -249,3 +262,54 @@ def merge_all(bundles: list[Bundle]) -> Bundle:
     while len(level) > 1:
         level = [level[i].merge(level[i + 1]) if i + 1 < len(level) else level[i] for i in range(0, len(level), 2)]
     return level[0]
+
+
+def _sorted_counters(counters: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {name: np.asarray(counters[name], dtype=np.int64) for name in sorted(counters)}
+
+
+def _merge_contamination(first: Bundle, second: Bundle) -> dict:
+    """Return the contamination fields of the merge of two bundles; raise when their registries differ."""
+    if first.registry_digest != second.registry_digest:
+        raise BundleMismatchError(
+            "cannot merge bundles matched against different registries: "
+            f"registry {first.registry_digest} != {second.registry_digest}"
+        )
+    groups = dict(first.group_contamination)
+    for name, counters in second.group_contamination.items():
+        groups[name] = _merge_groups(groups[name], counters) if name in groups else counters
+    return {
+        "contamination": _merge_groups(first.contamination, second.contamination),
+        "group_contamination": groups,
+        "registry_digest": first.registry_digest,
+    }
+
+
+def _add_contamination_parts(bundle: Bundle, meta: dict, arrays: dict[str, np.ndarray]) -> None:
+    """Store the contamination counters as arrays (datasets, counters) and (groups, datasets, counters)."""
+    if bundle.registry_digest is None:
+        return
+    datasets = list(bundle.contamination)
+    groups = list(bundle.group_contamination)
+    shape = (len(datasets), len(CONTAMINATION_COUNTERS))
+    meta["contamination"] = {"registry_digest": bundle.registry_digest, "datasets": datasets, "groups": groups}
+    arrays["contamination"] = np.array(list(bundle.contamination.values()), dtype=np.int64).reshape(shape)
+    group_arrays = [
+        [bundle.group_contamination[group].get(name, np.zeros(shape[1], dtype=np.int64)) for name in datasets]
+        for group in groups
+    ]
+    arrays["group_contamination"] = np.array(group_arrays, dtype=np.int64).reshape((len(groups), *shape))
+
+
+def _contamination_from_parts(meta: dict, arrays: dict[str, np.ndarray]) -> dict:
+    stored = meta.get("contamination")
+    if stored is None:
+        return {}
+    datasets = stored["datasets"]
+    return {
+        "contamination": dict(zip(datasets, arrays["contamination"])),
+        "group_contamination": {
+            group: dict(zip(datasets, values)) for group, values in zip(stored["groups"], arrays["group_contamination"])
+        },
+        "registry_digest": stored["registry_digest"],
+    }

@@ -25,15 +25,16 @@ from scanner.storage import filesystem_for
 
 def scan_key(config: ScanConfig) -> str:
     """Digest of the settings that decide a shard's result."""
-    material = json.dumps(
-        {
-            "sketch": config.sketch.model_dump(mode="json"),
-            "read": config.read.model_dump(mode="json"),
-            "group_by": config.group_by,
-            "profile": config.profile,
-        },
-        sort_keys=True,
-    )
+    settings = {
+        "sketch": config.sketch.model_dump(mode="json"),
+        "read": config.read.model_dump(mode="json"),
+        "group_by": config.group_by,
+        "profile": config.profile,
+    }
+    if config.registry is not None:
+        # Added only with a registry, so the checkpoints of scans without one keep their key.
+        settings["registry"] = [config.registry, config.near_duplicate_threshold]
+    material = json.dumps(settings, sort_keys=True)
     return hashlib.sha256(material.encode()).hexdigest()[:16]
 
 

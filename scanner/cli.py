@@ -70,6 +70,14 @@ _OPTION_FOR_FIELD = {
     ("profile",): "--profile",
     ("target_shard_bytes",): "--shard-size-mb",
     ("top_ngrams",): "--top-ngrams",
+    ("registry",): "--registry",
+    ("near_duplicate_threshold",): "--near-duplicate-threshold",
+    ("name",): "--name",
+    ("ngram_order",): "--ngram-order",
+    ("false_positive_rate",): "--false-positive-rate",
+    ("num_perm",): "--num-perm",
+    ("bands",): "--bands",
+    ("shingle_order",): "--shingle-order",
 }
 
 
@@ -239,7 +247,54 @@ def build_parser() -> argparse.ArgumentParser:
     reference.add_argument("--address", help="Ray cluster address (default: start an embedded local Ray)")
     reference.add_argument("--num-workers", type=int, default=None, help="parallel tasks (default: one per CPU)")
     build.set_defaults(handler=_profile_build_command)
+    _add_registry_parser(commands, sources, common)
     return parser
+
+
+def _add_registry_parser(commands, sources: argparse.ArgumentParser, common: argparse.ArgumentParser) -> None:
+    registry = commands.add_parser(
+        "registry",
+        help="register known model-generated datasets for the contamination estimate",
+        description="Register known model-generated datasets for the contamination estimate of `scan --registry`.",
+    )
+    registry_commands = registry.add_subparsers(dest="registry_command", required=True, metavar="COMMAND")
+
+    build = registry_commands.add_parser(
+        "build",
+        parents=[sources, common],
+        help="add a dataset to a registry directory",
+        description=(
+            "Read a dataset on Ray and add it to the registry directory OUT under NAME: MinHash signatures "
+            "and LSH bands for near-duplicate lookup, and a Bloom filter of its long word n-grams."
+        ),
+    )
+    build.add_argument("--name", required=True, help="dataset name: letters, digits, '.', '_' or '-'")
+    build.add_argument("--out", required=True, help="registry directory, local or in object storage")
+    build.add_argument("--replace", action="store_true", help="rebuild a dataset that the registry has already")
+
+    match = build.add_argument_group("matching")
+    match.add_argument(
+        "--ngram-order", type=int, default=13, help="word n-gram order of the Bloom filter (default: 13)"
+    )
+    match.add_argument(
+        "--false-positive-rate", type=float, default=1e-6,
+        help="target false-positive rate of the Bloom filter per n-gram (default: 1e-6). A document of n "
+        "n-grams is falsely flagged with chance up to about n times this rate",
+    )
+    match.add_argument("--num-perm", type=int, default=128, help="MinHash functions per signature (default: 128)")
+    match.add_argument(
+        "--bands", type=int, default=32, help="LSH bands, a divisor of --num-perm (default: 32, of 4 rows each)"
+    )
+    match.add_argument(
+        "--shingle-order", type=int, default=5, help="word n-gram order of the MinHash shingles (default: 5)"
+    )
+    match.add_argument("--seed", type=int, default=None, help="seed of the token and n-gram hashes")
+    match.add_argument("--keep-punctuation", action="store_true", help="count punctuation and symbols as tokens")
+
+    run = build.add_argument_group("execution")
+    run.add_argument("--address", help="Ray cluster address (default: start an embedded local Ray)")
+    run.add_argument("--num-workers", type=int, default=None, help="parallel shard tasks (default: one per CPU)")
+    build.set_defaults(handler=_registry_build_command)
 
 
 def _add_read_options(parser: argparse.ArgumentParser) -> None:
@@ -284,6 +339,14 @@ def _add_scan_options(parser: argparse.ArgumentParser) -> None:
     sketch.add_argument("--top-ngrams", type=int, default=50, help="n-grams listed per order (default: 50)")
     sketch.add_argument(
         "--profile", help="reference profile (from `profile build`) for the synthetic-share estimate"
+    )
+    sketch.add_argument(
+        "--registry", help="registry directory (from `registry build`) for the contamination estimate"
+    )
+    sketch.add_argument(
+        "--near-duplicate-threshold", type=float, default=0.8,
+        help="estimated Jaccard similarity with a registered document at or above which a document is a "
+        "near duplicate (default: 0.8)",
     )
     sketch.add_argument(
         "--hll-precision", type=int, default=None,
@@ -463,6 +526,48 @@ def _profile_build_command(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _registry_build_command(args: argparse.Namespace) -> int:
+    from scanner.registry import RegistryBuildConfig, RegistryError, build_dataset, save_dataset
+
+    sketch = {"keep_punctuation": args.keep_punctuation}
+    if args.seed is not None:
+        sketch["seed"] = args.seed
+    fields = {
+        "name": args.name,
+        "sources": args.sources,
+        "out": args.out,
+        "replace": args.replace,
+        "read": _read_fields(args),
+        "sketch": sketch,
+        "storage": _storage_from_args(args),
+        "ngram_order": args.ngram_order,
+        "false_positive_rate": args.false_positive_rate,
+        "num_perm": args.num_perm,
+        "bands": args.bands,
+        "shingle_order": args.shingle_order,
+        "address": args.address,
+        "num_workers": args.num_workers,
+        "target_shard_bytes": _shard_bytes(args.shard_size_mb),
+    }
+    try:
+        config = RegistryBuildConfig.model_validate(fields)
+    except ValidationError as error:
+        raise UsageError(describe_validation_error(error)) from None
+    check_ray_address(config.address)
+    try:
+        dataset = build_dataset(config)
+        save_dataset(dataset, config)
+    except (SourceError, RegistryError) as error:
+        raise UsageError(str(error)) from None
+    bloom = dataset.bloom_parameters
+    print(
+        f"registered {config.name!r} in {redact_url(config.out)}: {dataset.manifest['documents']:,} documents, "
+        f"{bloom['ngrams']:,} {bloom['ngram_order']}-grams in a Bloom filter of {bloom['num_bits']:,} bits "
+        f"with false-positive rate {bloom['false_positive_rate']:.2g} per n-gram"
+    )
+    return EXIT_OK
+
+
 def scan_config_from_args(args: argparse.Namespace) -> ScanConfig:
     """Build the scan configuration from parsed arguments. Raises UsageError naming the invalid option."""
     min_order, max_order = args.ngram_orders
@@ -491,6 +596,8 @@ def scan_config_from_args(args: argparse.Namespace) -> ScanConfig:
             "target_shard_bytes": _shard_bytes(args.shard_size_mb),
             "top_ngrams": args.top_ngrams,
             "profile": args.profile,
+            "registry": args.registry,
+            "near_duplicate_threshold": args.near_duplicate_threshold,
         }
     )
 
@@ -597,10 +704,11 @@ def run_and_write(config: ScanConfig, progress_enabled: bool | None) -> tuple[Sc
         config.storage.redacted(),
     )
     from scanner.profile import ProfileMismatchError
+    from scanner.registry import RegistryError
 
     try:
         outcome = run_scan(config, progress_enabled=progress_enabled)
-    except (SourceError, ProfileMismatchError) as error:
+    except (SourceError, ProfileMismatchError, RegistryError) as error:
         raise UsageError(str(error)) from None
     except FileNotFoundError as error:
         if config.profile is None:
@@ -638,6 +746,13 @@ def format_summary(result: ScanResult, location: str) -> str:
         lines.insert(4, f"synthetic share:  {share.estimate:.3f} (95% interval {low:.3f} to {high:.3f})")
         if share.fit.warning:
             lines.append(f"warning: {share.fit.warning}")
+    if result.contamination is not None:
+        for name, item in result.contamination.registry.items():
+            lines.insert(
+                -2,
+                f"registry {name}: near-duplicate share {item.near_duplicate_share:.4f}, "
+                f"long n-gram share {item.long_ngram_share:.4f}",
+            )
     if result.resumed_shards:
         lines.insert(-1, f"resumed shards:   {result.resumed_shards:,} from checkpoints")
     for problem in result.problems:

@@ -53,6 +53,10 @@ class ScanConfig(BaseModel):
     target_shard_bytes: int = Field(256 << 20, gt=0)
     top_ngrams: int = Field(50, ge=1, le=10_000)
     profile: str | None = Field(None, description="reference profile for the synthetic-share estimate")
+    registry: str | None = Field(None, description="registry of generated datasets for the contamination estimate")
+    near_duplicate_threshold: float = Field(
+        0.8, gt=0.0, le=1.0, description="estimated Jaccard similarity at or above which a document is a near duplicate"
+    )
     task_retries: int = Field(3, ge=0, le=20, description="retries of a shard whose worker crashed")
 
     @field_validator("sources")

@@ -49,6 +49,7 @@ def render_report(result: ScanResult, shard_rows: Sequence[dict] = ()) -> str:
         _error_section(result),
         _share_section(result),
         _indicator_section(result),
+        _contamination_section(result),
         _group_section(result),
     ]
     return "\n".join(
@@ -121,6 +122,35 @@ def _share_section(result: ScanResult) -> str:
         if not lineage.attributed:
             parts.append('<p class="note">The profile does not fit, so no generator is named.</p>')
     return "\n".join(parts)
+
+
+def _contamination_section(result: ScanResult) -> str:
+    contamination = result.contamination
+    if contamination is None:
+        return ""
+    rows = [
+        [
+            _text(name),
+            _integer(item.registered_documents),
+            f"{item.near_duplicate_share:.4f}",
+            f"{item.long_ngram_share:.4f}",
+            f"{item.ngram_false_positive_rate:.2g}",
+            f"{item.false_match_share_bound:.2g}",
+        ]
+        for name, item in contamination.registry.items()
+    ]
+    headers = [
+        "dataset", "registered documents", "near-duplicate share", "long n-gram share",
+        "false-positive rate per n-gram", "false-match share bound",
+    ]
+    return (
+        "<h2>Contamination</h2>\n"
+        f"<p>Registry {_text(contamination.registry_url)}. A document is a near duplicate when its estimated "
+        f"Jaccard similarity with a registered document is at least {contamination.near_duplicate_threshold:g}. "
+        "It contains a long n-gram when one of its word n-grams tests positive in the dataset's Bloom filter. "
+        "False positives alone flag at most the bound's share of documents, in expectation.</p>\n"
+        + _table(headers, rows, numeric_from=1)
+    )
 
 
 def _ngram_section(result: ScanResult) -> str:

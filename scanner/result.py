@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from scanner.bundle import FEATURES, GROUP_COUNTERS, Bundle
+from scanner.bundle import CONTAMINATION_COUNTERS, FEATURES, GROUP_COUNTERS, Bundle
 from scanner.formats import ReadReport
 from scanner.indicators import corpus_indicators, group_indicators
 from scanner.lineage import Lineage, lineage_of
@@ -136,6 +136,43 @@ class Indicators(_Model):
     methods: dict[str, str] | None = None
 
 
+class DatasetContamination(_Model):
+    """Matches of the scanned documents against one registered dataset."""
+
+    documents: int = Field(description="documents scanned, empty ones included: the denominator of both shares")
+    near_duplicate_documents: int
+    near_duplicate_share: float = Field(
+        description="share of documents whose estimated Jaccard similarity with a registered document is "
+        "at or above near_duplicate_threshold"
+    )
+    long_ngram_documents: int
+    long_ngram_share: float = Field(description="share of documents that contain a registered long n-gram")
+    registered_documents: int
+    ngram_order: int = Field(description="word n-gram order of the long n-grams")
+    long_ngrams: int = Field(description="long n-grams of the scanned documents, repeats included")
+    ngram_false_positive_rate: float = Field(
+        description="chance that the Bloom filter reports an n-gram it does not contain: fill ** hashes"
+    )
+    target_false_positive_rate: float = Field(description="the rate the filter was sized for")
+    mean_long_ngrams: float = Field(description="long n-grams per document")
+    document_false_match_bound: float = Field(
+        description="1 - (1 - rate) ** mean_long_ngrams: the chance that a document of that many n-grams, "
+        "none registered, is flagged"
+    )
+    false_match_share_bound: float = Field(
+        description="rate * long_ngrams / documents, capped at 1: an upper bound of the expected share of "
+        "documents flagged by false positives alone"
+    )
+
+
+class Contamination(_Model):
+    """Overlap of the scanned documents with the datasets of a registry."""
+
+    registry: dict[str, DatasetContamination]
+    registry_url: str
+    near_duplicate_threshold: float
+
+
 class GroupCounts(_Model):
     """Counters of one `--group-by` group, and its synthetic share when the scan had a profile."""
 
@@ -146,6 +183,7 @@ class GroupCounts(_Model):
     synthetic_share: SyntheticShare | None = None
     lineage: Lineage | None = None
     indicators: Indicators | None = None
+    contamination: Contamination | None = None
 
 
 class InputSize(_Model):
@@ -183,7 +221,7 @@ class ScanResult(_Model):
     errors: ErrorSummary
     synthetic_share: SyntheticShare | None = Field(None, description="null unless the scan had a --profile")
     lineage: Lineage | None = Field(None, description="human, per-generator and unattributed shares; null without --profile")
-    contamination: None = Field(None, description="not estimated yet: needs a registry of generated datasets")
+    contamination: Contamination | None = Field(None, description="null unless the scan had a --registry")
     indicators: Indicators
     group_by: Literal["none", "snapshot", "domain"]
     groups: dict[str, GroupCounts]
@@ -250,7 +288,8 @@ def build_result(outcome: ScanOutcome) -> ScanResult:
         group_by=config.group_by,
         synthetic_share=(share := _share(bundle, outcome.profile)),
         lineage=lineage_of(share),
-        groups=_groups(bundle, outcome.profile),
+        groups=_with_group_contamination(_groups(bundle, outcome.profile), bundle, outcome),
+        contamination=_contamination(bundle.contamination, bundle.documents, outcome),
         input=InputSize(objects=outcome.plan.total_objects, bytes=outcome.plan.total_bytes),
         sources=[redact_url(source) for source in config.sources],
         storage=config.storage.redacted(),
@@ -366,3 +405,44 @@ def _human_probability(profile) -> np.ndarray | None:
 def _finite(value: float) -> float | None:
     value = float(value)
     return value if math.isfinite(value) else None
+
+
+def _contamination(counters: dict, documents: int, outcome: ScanOutcome) -> Contamination | None:
+    """Return the shares of `documents` that match each registered dataset, from the bundle's counters."""
+    config = outcome.config
+    if outcome.registry is None:
+        return None
+    datasets = {}
+    for name, summary in outcome.registry.items():
+        values = dict(zip(CONTAMINATION_COUNTERS, (int(value) for value in counters.get(name, (0, 0, 0)))))
+        rate = summary["ngram_false_positive_rate"]
+        mean_ngrams = values["long_ngrams"] / documents if documents else 0.0
+        datasets[name] = DatasetContamination(
+            documents=documents,
+            near_duplicate_documents=values["near_duplicate_documents"],
+            near_duplicate_share=values["near_duplicate_documents"] / documents if documents else 0.0,
+            long_ngram_documents=values["long_ngram_documents"],
+            long_ngram_share=values["long_ngram_documents"] / documents if documents else 0.0,
+            registered_documents=summary["registered_documents"],
+            ngram_order=summary["ngram_order"],
+            long_ngrams=values["long_ngrams"],
+            ngram_false_positive_rate=rate,
+            target_false_positive_rate=summary["target_false_positive_rate"],
+            mean_long_ngrams=mean_ngrams,
+            document_false_match_bound=-math.expm1(mean_ngrams * math.log1p(-rate)),
+            false_match_share_bound=min(1.0, rate * values["long_ngrams"] / documents) if documents else 0.0,
+        )
+    return Contamination(
+        registry=datasets,
+        registry_url=redact_url(config.registry),
+        near_duplicate_threshold=config.near_duplicate_threshold,
+    )
+
+
+def _with_group_contamination(
+    groups: dict[str, GroupCounts], bundle: Bundle, outcome: ScanOutcome
+) -> dict[str, GroupCounts]:
+    for name, counts in groups.items():
+        counters = bundle.group_contamination.get(name, {})
+        counts.contamination = _contamination(counters, counts.documents, outcome)
+    return groups

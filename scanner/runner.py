@@ -25,6 +25,7 @@ from scanner.checkpoints import CheckpointStore
 from scanner.config import ScanConfig
 from scanner.plan import Plan, build_plan
 from scanner.profile import ReferenceProfile
+from scanner.registry import RegistryError, load_registry
 from scanner.progress import Progress
 from scanner.scoring import ProfileScorer
 from scanner.shard_task import scan_shard
@@ -47,6 +48,7 @@ class ScanOutcome:
     resumed_shards: int = 0
     seconds: float = 0.0
     profile: ReferenceProfile | None = None
+    registry: dict[str, dict] | None = None  # per dataset, `Registry.summary()` of the scan's registry
 
 
 def _merge_bytes(*parts: bytes) -> bytes:
@@ -124,6 +126,11 @@ def run_scan(config: ScanConfig, progress_enabled: bool | None = None) -> ScanOu
         # Fail before any work when the profile is missing, unreadable or built for other settings.
         profile = ReferenceProfile.load(config.profile, config.storage)
         ProfileScorer(profile, config.sketch)
+    registry = None
+    if config.registry is not None:
+        # The driver reads only the manifests, and each worker reads the arrays itself.
+        registry = load_registry(config.registry, config.storage, arrays=False)
+        registry.check_settings(config.sketch)
     objects = list_objects(config.sources, config.storage)
     plan = build_plan(
         objects, config.storage, declared_format=config.read.format, target_shard_bytes=config.target_shard_bytes
@@ -144,6 +151,9 @@ def run_scan(config: ScanConfig, progress_enabled: bool | None = None) -> ScanOu
         if started_ray:
             ray.shutdown()
     outcome.profile = profile
+    if registry is not None:
+        _check_registry_unchanged(outcome, registry.digest)
+        outcome.registry = registry.summary()
     outcome.seconds = time.monotonic() - started
     logger.info(
         "scan finished in %.1f s: %d shards merged, %d failed",
@@ -201,6 +211,14 @@ def _execute(config: ScanConfig, plan: Plan, checkpointed: dict[str, dict], prog
     outcome.bundle = merge.result()
     outcome.summaries.sort(key=lambda summary: summary["shard_id"])
     return outcome
+
+
+def _check_registry_unchanged(outcome: ScanOutcome, digest: str) -> None:
+    if outcome.bundle is not None and outcome.bundle.registry_digest != digest:
+        raise RegistryError(
+            f"the registry {outcome.config.registry} changed during the scan (manifest digest "
+            f"{digest} at the start, {outcome.bundle.registry_digest} in the shards): scan again"
+        )
 
 
 def _discard(reference) -> None:

@@ -16,6 +16,7 @@ from scanner.formats import ReadReport, iter_record_batches
 from scanner.grouping import group_codes
 from scanner.plan import Shard
 from scanner.profile import ReferenceProfile
+from scanner.registry import RegistryMatcher, load_registry
 from scanner.scoring import ProfileScorer
 from scanner.storage import filesystem_for
 
@@ -35,6 +36,22 @@ def scorer_for(config: ScanConfig) -> ProfileScorer | None:
     return _scorers[key]
 
 
+_matchers: dict[tuple[str, str, float], RegistryMatcher] = {}
+
+
+def matcher_for(config: ScanConfig) -> RegistryMatcher | None:
+    """Return the matcher of the scan's registry, read by this worker and kept while its manifests stay the same."""
+    if config.registry is None:
+        return None
+    manifests = load_registry(config.registry, config.storage, arrays=False)
+    key = (config.registry, manifests.digest, config.near_duplicate_threshold)
+    if key not in _matchers:
+        _matchers.clear()
+        registry = load_registry(config.registry, config.storage)
+        _matchers[key] = RegistryMatcher(registry, config.near_duplicate_threshold)
+    return _matchers[key]
+
+
 def scan_shard(shard: Shard, config: ScanConfig) -> tuple[dict, bytes]:
     """Scan one shard; return (summary, bundle bytes) and checkpoint both.
 
@@ -46,7 +63,7 @@ def scan_shard(shard: Shard, config: ScanConfig) -> tuple[dict, bytes]:
     report = ReadReport()
     for warning in shard.warnings:
         report.warn(f"{shard.url}: {warning}")
-    accumulator = ShardAccumulator(config.sketch, shard.shard_id, scorer_for(config))
+    accumulator = ShardAccumulator(config.sketch, shard.shard_id, scorer_for(config), matcher_for(config))
 
     batches = iter_record_batches(
         lambda: fs.open(path, "rb"),
