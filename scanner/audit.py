@@ -124,6 +124,10 @@ class AuditConfig(BaseModel):
         return sources
 
 
+class EmptyDatasetError(ValueError):
+    """A dataset has no n-grams of the audited orders, so there is nothing to compare."""
+
+
 class AuditFailedError(RuntimeError):
     """Shards failed, so the audit would compare incomplete datasets."""
 
@@ -256,7 +260,7 @@ class PermutationTest:
 def permutation_test(baseline: np.ndarray, candidate: np.ndarray, permutations: int, seed: int) -> PermutationTest:
     """Test whether two (blocks, buckets) tables of equal shape come from one distribution.
 
-    Raises ValueError when the shapes differ or a side has no n-grams.
+    Raises ValueError when the shapes differ, and EmptyDatasetError when a side has no n-grams.
     """
     baseline = np.asarray(baseline, dtype=np.float64)
     candidate = np.asarray(candidate, dtype=np.float64)
@@ -264,7 +268,7 @@ def permutation_test(baseline: np.ndarray, candidate: np.ndarray, permutations: 
         raise ValueError(f"block tables of shapes {baseline.shape} and {candidate.shape} cannot be compared")
     for name, table in zip(SIDES, (baseline, candidate)):
         if table.sum() == 0:
-            raise ValueError(f"the {name} dataset has no n-grams: check its sources, --text-field and --ngram-orders")
+            raise EmptyDatasetError(f"the {name} dataset has no n-grams: check its sources, --text-field and --ngram-orders")
 
     observed = float(jensen_shannon_bits(baseline.sum(axis=0), candidate.sum(axis=0)))
     blocks = baseline.shape[0]
@@ -426,7 +430,7 @@ def _execute(config: AuditConfig, plans: dict[str, list[Shard]]) -> AuditOutcome
 def build_audit_result(outcome: AuditOutcome) -> dict:
     """Run the permutation test on the merged sides and return the content of audit.json.
 
-    Raises ValueError when a side has no n-grams.
+    Raises EmptyDatasetError when a side has no n-grams.
     """
     config = outcome.config
     settings = config.audit
