@@ -6,10 +6,10 @@ datasets on Ray, like a scan, and writes DIR/audit.json.
 Method. Every shard task tokenizes its documents as `scan` does and hashes
 the word n-grams of the audited orders (default 1-2) into `buckets` buckets.
 Each document goes to one of `blocks` blocks per dataset, chosen by the XXH64
-hash of its case-folded text, and the task returns the bucket counts summed per
-block (`scanner.sketches.ngram_blocks`) together with a normal scan bundle,
-whose heavy-hitter candidates keep the text of frequent n-grams. Merging adds
-the tables, so the result does not depend on how shards split or merge.
+hash of its case-folded text. The task returns the bucket counts summed per
+block (`scanner.sketches.ngram_blocks`) and a normal scan bundle, whose
+heavy-hitter candidates keep the text of frequent n-grams. Merging adds the
+tables, so the result does not depend on how shards split or merge.
 
 The driver pools each side's blocks into one bucket distribution and reports
 their Jensen-Shannon divergence in bits as `divergence`. The p-value comes
@@ -134,7 +134,7 @@ class AuditFailedError(RuntimeError):
 
 @dataclass
 class AuditSide:
-    """What one dataset contributes: a scan bundle for the n-gram texts and the block table."""
+    """Summary of one dataset: a scan bundle for the n-gram texts, and the block table."""
 
     bundle: Bundle
     blocks: NgramBlocks
@@ -418,7 +418,12 @@ def _execute(config: AuditConfig, plans: dict[str, list[Shard]]) -> AuditOutcome
         raise AuditFailedError(
             f"{len(failures)} shards failed, so the datasets cannot be compared: " + "; ".join(failures[:5])
         )
-    sides = {side: AuditSide.from_bytes(ray.get(merges[side].result_reference())) for side in SIDES}
+    sides = {}
+    for side in SIDES:
+        reference = merges[side].result_reference()
+        if reference is None:
+            raise EmptyDatasetError(f"the {side} dataset has no shards to read: its sources contain only empty objects")
+        sides[side] = AuditSide.from_bytes(ray.get(reference))
     for side in SIDES:
         summaries[side].sort(key=lambda summary: summary["shard_id"])
     return AuditOutcome(config, sides, summaries, {side: len(plans[side]) for side in SIDES})

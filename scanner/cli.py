@@ -266,6 +266,7 @@ def _add_audit_parser(commands, common: argparse.ArgumentParser) -> None:
     audit.add_argument("--out", required=True, help="output directory for audit.json, local or s3://bucket/prefix")
     _add_read_options(audit)
     _add_storage_options(audit)
+
     test = audit.add_argument_group("test")
     test.add_argument(
         "--ngram-orders", type=_orders_argument, default=(1, 2), metavar="MIN-MAX",
@@ -279,6 +280,7 @@ def _add_audit_parser(commands, common: argparse.ArgumentParser) -> None:
     test.add_argument("--top-ngrams", type=int, default=20, help="contributing n-grams listed (default: 20)")
     test.add_argument("--seed", type=int, default=None, help="seed of the token and n-gram hashes")
     test.add_argument("--keep-punctuation", action="store_true", help="count punctuation and symbols as tokens")
+
     run = audit.add_argument_group("execution")
     run.add_argument("--address", help="Ray cluster address (default: start an embedded local Ray)")
     run.add_argument("--num-workers", type=int, default=None, help="parallel shard tasks (default: one per CPU)")

@@ -3,7 +3,7 @@
 Data: number sequences from the demo's human Markov chain (tokens "0" to "99")
 and a teacher copy whose stationary token frequencies are at total variation
 0.02 from the human ones. The repeated power and level checks call the
-driver-side statistic on block tables built in process, without Ray; one test
+driver-side statistic on block tables built in process, without Ray. One test
 runs the whole command on an embedded local Ray.
 """
 
