@@ -1,4 +1,4 @@
-"""The `corpus-scanner` command line: scan, plan and demo.
+"""The `corpus-scanner` command line: scan, plan, demo, profile build, registry build and audit.
 
 Exit codes:
     0  success.
@@ -78,6 +78,14 @@ _OPTION_FOR_FIELD = {
     ("num_perm",): "--num-perm",
     ("bands",): "--bands",
     ("shingle_order",): "--shingle-order",
+    ("baseline",): "--baseline",
+    ("candidate",): "--candidate",
+    ("audit", "buckets"): "--buckets",
+    ("audit", "blocks"): "--blocks",
+    ("audit", "permutations"): "--permutations",
+    ("audit", "alpha"): "--alpha",
+    ("audit", "permutation_seed"): "--permutation-seed",
+    ("audit", "top_ngrams"): "--top-ngrams",
 }
 
 
@@ -248,6 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     reference.add_argument("--num-workers", type=int, default=None, help="parallel tasks (default: one per CPU)")
     build.set_defaults(handler=_profile_build_command)
     _add_registry_parser(commands, sources, common)
+    _add_audit_parser(commands, common)
     return parser
 
 
@@ -295,6 +304,46 @@ def _add_registry_parser(commands, sources: argparse.ArgumentParser, common: arg
     run.add_argument("--address", help="Ray cluster address (default: start an embedded local Ray)")
     run.add_argument("--num-workers", type=int, default=None, help="parallel shard tasks (default: one per CPU)")
     build.set_defaults(handler=_registry_build_command)
+
+
+def _add_audit_parser(commands, common: argparse.ArgumentParser) -> None:
+    audit = commands.add_parser(
+        "audit",
+        parents=[common],
+        help="test whether two datasets differ in their n-gram distributions",
+        description=(
+            "Scan a baseline and a candidate dataset and test whether their hashed word n-gram distributions "
+            "differ beyond chance (a block permutation test). Writes OUT/audit.json."
+        ),
+    )
+    audit.add_argument("--baseline", nargs="+", required=True, metavar="SOURCE", help="sources of the reference dataset")
+    audit.add_argument("--candidate", nargs="+", required=True, metavar="SOURCE", help="sources of the compared dataset")
+    audit.add_argument("--out", required=True, help="output directory for audit.json, local or s3://bucket/prefix")
+    _add_read_options(audit)
+    _add_storage_options(audit)
+
+    test = audit.add_argument_group("test")
+    test.add_argument(
+        "--ngram-orders", type=_orders_argument, default=(1, 2), metavar="MIN-MAX",
+        help="word n-gram orders compared, N or MIN-MAX within 1-8 (default: 1-2)",
+    )
+    test.add_argument("--buckets", type=int, default=4096, help="hash buckets of the n-gram distribution (default: 4096)")
+    test.add_argument("--blocks", type=int, default=32, help="document blocks per dataset, permuted by the test (default: 32)")
+    test.add_argument("--permutations", type=int, default=999, help="random relabelings of the blocks (default: 999)")
+    test.add_argument("--alpha", type=float, default=0.05, help="significance level of the decision (default: 0.05)")
+    test.add_argument("--permutation-seed", type=int, default=0, help="seed of the relabelings (default: 0)")
+    test.add_argument("--top-ngrams", type=int, default=20, help="contributing n-grams listed (default: 20)")
+    test.add_argument("--seed", type=int, default=None, help="seed of the token and n-gram hashes")
+    test.add_argument("--keep-punctuation", action="store_true", help="count punctuation and symbols as tokens")
+
+    run = audit.add_argument_group("execution")
+    run.add_argument("--address", help="Ray cluster address (default: start an embedded local Ray)")
+    run.add_argument("--num-workers", type=int, default=None, help="parallel shard tasks (default: one per CPU)")
+    run.add_argument(
+        "--shard-size-mb", type=float, default=256.0,
+        help="target shard size in MiB (default: 256). Larger uncompressed JSONL, text and Parquet files are split",
+    )
+    audit.set_defaults(handler=_audit_command)
 
 
 def _add_read_options(parser: argparse.ArgumentParser) -> None:
@@ -565,6 +614,58 @@ def _registry_build_command(args: argparse.Namespace) -> int:
         f"{bloom['ngrams']:,} {bloom['ngram_order']}-grams in a Bloom filter of {bloom['num_bits']:,} bits "
         f"with false-positive rate {bloom['false_positive_rate']:.2g} per n-gram"
     )
+    return EXIT_OK
+
+
+def _audit_command(args: argparse.Namespace) -> int:
+    from scanner.audit import (
+        AuditConfig,
+        AuditFailedError,
+        EmptyDatasetError,
+        build_audit_result,
+        format_audit_summary,
+        run_audit,
+        write_audit,
+    )
+
+    min_order, max_order = args.ngram_orders
+    sketch = {"min_order": min_order, "max_order": max_order, "keep_punctuation": args.keep_punctuation}
+    if args.seed is not None:
+        sketch["seed"] = args.seed
+    fields = {
+        "baseline": args.baseline,
+        "candidate": args.candidate,
+        "out": args.out,
+        "read": _read_fields(args),
+        "sketch": sketch,
+        "storage": _storage_from_args(args),
+        "audit": {
+            "buckets": args.buckets,
+            "blocks": args.blocks,
+            "permutations": args.permutations,
+            "alpha": args.alpha,
+            "permutation_seed": args.permutation_seed,
+            "top_ngrams": args.top_ngrams,
+        },
+        "address": args.address,
+        "num_workers": args.num_workers,
+        "target_shard_bytes": _shard_bytes(args.shard_size_mb),
+    }
+    try:
+        config = AuditConfig.model_validate(fields)
+    except ValidationError as error:
+        raise UsageError(describe_validation_error(error)) from None
+    check_output_location(config.out)
+    check_ray_address(config.address)
+    try:
+        result = build_audit_result(run_audit(config))
+    except (SourceError, EmptyDatasetError) as error:
+        raise UsageError(str(error)) from None
+    except AuditFailedError as error:
+        _print_error(str(error))
+        return EXIT_FAILED
+    location = write_audit(result, config.out, config.storage)
+    print(format_audit_summary(result, location))
     return EXIT_OK
 
 

@@ -152,6 +152,33 @@ class NumberChain:
         weights[list(favoured)] += strength
         return NumberChain(self.transitions * weights)
 
+    def stationary(self) -> np.ndarray:
+        """Return the stationary token distribution: the long-run share of each token."""
+        values, vectors = np.linalg.eig(self.transitions.T)
+        vector = np.real(vectors[:, np.argmin(np.abs(values - 1.0))])
+        return vector / vector.sum()
+
+    def biased_to_distance(self, favoured: Sequence[int], distance: float) -> NumberChain:
+        """Return the `biased` copy whose stationary distribution is at total variation `distance` from this one.
+
+        The strength is found by bisection to within 1e-9 of `distance`. Raises
+        ValueError when `distance` is not in (0, 0.5).
+        """
+        if not 0.0 < distance < 0.5:
+            raise ValueError(f"invalid total variation distance {distance}: use a value in (0, 0.5)")
+        base = self.stationary()
+
+        def gap(strength: float) -> float:
+            return 0.5 * float(np.abs(self.biased(favoured, strength).stationary() - base).sum())
+
+        low, high = 0.0, 1.0
+        while gap(high) < distance:
+            high *= 2.0
+        while high - low > 1e-12 and abs(gap(0.5 * (low + high)) - distance) > 1e-9:
+            middle = 0.5 * (low + high)
+            low, high = (middle, high) if gap(middle) < distance else (low, middle)
+        return self.biased(favoured, 0.5 * (low + high))
+
     def documents(self, count: int, rng: np.random.Generator) -> list[str]:
         """Draw `count` documents of MIN_NUMBER_WORDS to MAX_NUMBER_WORDS tokens each."""
         lengths = rng.integers(MIN_NUMBER_WORDS, MAX_NUMBER_WORDS + 1, size=count)

@@ -69,10 +69,15 @@ _load_task = ray.remote(_load_checkpoint)
 
 
 class _TreeMerge:
-    """Merges bundle references level by level as they arrive."""
+    """Merges bundle references level by level as they arrive.
 
-    def __init__(self):
+    `merge_task` is a Ray task that merges any number of serialized values into
+    one; the default merges scan bundles.
+    """
+
+    def __init__(self, merge_task=None):
         self.levels: list[list] = [[]]
+        self.merge_task = merge_task or _merge_task
 
     def add(self, reference, level: int = 0) -> None:
         while len(self.levels) <= level:
@@ -81,19 +86,24 @@ class _TreeMerge:
         pending.append(reference)
         if len(pending) == MERGE_FAN_IN:
             self.levels[level] = []
-            self.add(_merge_task.remote(*pending), level + 1)
+            self.add(self.merge_task.remote(*pending), level + 1)
 
     def result(self) -> Bundle | None:
+        reference = self.result_reference()
+        return None if reference is None else Bundle.from_bytes(ray.get(reference))
+
+    def result_reference(self):
+        """Merge what is pending; return the reference of the merged bytes, or None when nothing was added."""
         remaining = [reference for level in self.levels for reference in level]
         if not remaining:
             return None
         while len(remaining) > 1:
             remaining = [
-                _merge_task.remote(*remaining[i : i + MERGE_FAN_IN]) if len(remaining[i : i + MERGE_FAN_IN]) > 1
+                self.merge_task.remote(*remaining[i : i + MERGE_FAN_IN]) if len(remaining[i : i + MERGE_FAN_IN]) > 1
                 else remaining[i]
                 for i in range(0, len(remaining), MERGE_FAN_IN)
             ]
-        return Bundle.from_bytes(ray.get(remaining[0]))
+        return remaining[0]
 
 
 def start_ray(address: str | None, num_workers: int | None) -> bool:

@@ -282,9 +282,9 @@ def test_help_lists_only_built_commands(capsys):
     text = capsys.readouterr().out
 
     assert code == 0
-    for command in ("scan", "plan", "demo", "profile", "registry"):
+    for command in ("scan", "plan", "demo", "profile", "registry", "audit"):
         assert command in text
-    for command in ("audit", "submit", "jobs", "monitor"):
+    for command in ("submit", "jobs", "monitor"):
         assert command not in text
 
 
