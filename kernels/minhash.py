@@ -1,12 +1,19 @@
 """MinHash signatures of documents over word-shingle sets.
 
 A document's shingles are its word n-grams of order `shingle_order` (a document
-shorter than that has one shingle: all its tokens). Function j hashes a
-shingle as avalanche(shingle_hash XOR salt_j), the XXH64 finalizer of a salted
-value; the signature keeps the minimum of each function. Two documents agree in
-one position with probability equal to the Jaccard similarity of their shingle
-sets (Broder, 1997), so the share of equal positions estimates it with standard
-error sqrt(J (1 - J) / k) for k functions.
+shorter than that has one shingle: all its tokens). Signatures use one
+permutation hashing with optimal densification (Li, Owen and Zhang, NeurIPS
+2012; Shrivastava, ICML 2017): each shingle is hashed once, as
+avalanche(shingle_hash XOR salt_0), the XXH64 finalizer of a salted value; the
+top 32 bits of that hash choose one of k bins and the bin keeps the smallest
+hash it receives. A bin that no shingle reached copies the value of the first
+filled bin along a fixed pseudo-random probe sequence of its own, drawn from
+salt_i, so two documents probe alike. Two documents agree in one position with
+probability equal to the Jaccard similarity of their shingle sets, as with k
+independent hash functions (Broder, 1997), so the share of equal positions
+estimates it, with standard error close to sqrt(J (1 - J) / k). The cost is
+one hash per shingle instead of k; `tests/test_minhash_vocabulary.py` checks
+the estimate against exact Jaccard similarities.
 """
 
 import numpy as np
@@ -16,6 +23,13 @@ from kernels.features import count_distinct
 from kernels.hashing import avalanche, ngram_hash, xxh64_words
 
 EMPTY_SIGNATURE_VALUE = np.uint64(0xFFFFFFFFFFFFFFFF)
+_U32 = np.uint64(32)
+
+
+@kernel(leaf=True)
+def _bin_of(hashed, bins):
+    """Map the top 32 bits of a hash to one of `bins` bins without a division."""
+    return np.int64(((hashed >> _U32) * np.uint64(bins)) >> _U32)
 
 
 @kernel
@@ -25,20 +39,37 @@ def minhash_signatures(token_hashes, document_offsets, shingle_order, salts, see
     A document without tokens gets all positions set to 2**64 - 1.
     """
     documents = document_offsets.shape[0] - 1
-    functions = salts.shape[0]
-    signatures = np.full((documents, functions), EMPTY_SIGNATURE_VALUE, dtype=np.uint64)
+    bins = salts.shape[0]
+    signatures = np.full((documents, bins), EMPTY_SIGNATURE_VALUE, dtype=np.uint64)
+    filled = np.zeros(bins, dtype=np.uint8)
+    salt = salts[0]
     for document in range(documents):
         first = document_offsets[document]
         tokens = document_offsets[document + 1] - first
         if tokens == 0:
             continue
         order = shingle_order if tokens >= shingle_order else tokens
+        row = signatures[document]
+        filled[:] = 0
         for start in range(first, first + tokens - order + 1):
-            shingle = ngram_hash(token_hashes, start, order, seed)
-            for function in range(functions):
-                value = avalanche(shingle ^ salts[function])
-                if value < signatures[document, function]:
-                    signatures[document, function] = value
+            value = avalanche(ngram_hash(token_hashes, start, order, seed) ^ salt)
+            slot = _bin_of(value, bins)
+            filled[slot] = 1
+            if value < row[slot]:
+                row[slot] = value
+
+        # Optimal densification: an empty bin takes the value of the first filled bin
+        # on its own probe sequence. Probes depend only on the bin and the attempt.
+        for slot in range(bins):
+            if filled[slot]:
+                continue
+            attempt = np.uint64(0)
+            while True:
+                source = _bin_of(avalanche(salts[slot] + attempt), bins)
+                if filled[source]:
+                    row[slot] = row[source]
+                    break
+                attempt += np.uint64(1)
     return signatures
 
 
