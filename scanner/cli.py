@@ -1,4 +1,4 @@
-"""The `corpus-scanner` command line: scan, plan and demo.
+"""The `corpus-scanner` command line: scan, plan, demo, profile, and submit and jobs for Ray clusters.
 
 Exit codes:
     0  success.
@@ -30,6 +30,7 @@ from scanner.demo import (
     write_demo_corpus,
     write_number_corpus,
 )
+from scanner.jobs import JobsError, add_job_commands
 from scanner.plan import build_plan
 from scanner.result import ScanResult
 from scanner.settings import parse_orders
@@ -93,7 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         return args.handler(args)
-    except UsageError as error:
+    except (UsageError, JobsError) as error:
         _print_error(str(error))
         return EXIT_INVALID
     except KeyboardInterrupt:
@@ -239,6 +240,8 @@ def build_parser() -> argparse.ArgumentParser:
     reference.add_argument("--address", help="Ray cluster address (default: start an embedded local Ray)")
     reference.add_argument("--num-workers", type=int, default=None, help="parallel tasks (default: one per CPU)")
     build.set_defaults(handler=_profile_build_command)
+
+    add_job_commands(commands, common)
     return parser
 
 
