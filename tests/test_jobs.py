@@ -198,24 +198,27 @@ def _dashboard_ready(url: str) -> bool:
 
 
 def _stop_process_tree(process: subprocess.Popen) -> None:
-    """Terminate the `ray start` process and every process under it, by PID."""
+    """Terminate the `ray start` process, which stops the processes it started, then any that remain, by PID."""
     try:
         root = psutil.Process(process.pid)
         children = root.children(recursive=True)
+        root.terminate()
     except psutil.NoSuchProcess:
         return
-    for member in [root, *children]:
+    psutil.wait_procs([root], timeout=15)
+    remaining = [child for child in children if child.is_running()]
+    for child in remaining:
         try:
-            member.terminate()
+            child.terminate()
         except psutil.NoSuchProcess:
             pass
-    _, alive = psutil.wait_procs([root, *children], timeout=20)
-    for member in alive:
+    _, alive = psutil.wait_procs(remaining, timeout=5)
+    for child in alive:
         try:
-            member.kill()
+            child.kill()
         except psutil.NoSuchProcess:
             pass
-    psutil.wait_procs(alive, timeout=10)
+    psutil.wait_procs(alive, timeout=5)
 
 
 @pytest.fixture(scope="module")
