@@ -70,7 +70,10 @@ class JobsError(ValueError):
 
 def default_runtime_env() -> dict[str, Any]:
     """Return the runtime environment that ships this installation's packages to the job."""
-    return {"py_modules": [_package_directory("scanner"), _package_directory("kernels")], "excludes": ["__pycache__", "*.pyc"]}
+    return {
+        "py_modules": [_package_directory("scanner"), _package_directory("kernels")],
+        "excludes": ["__pycache__", "*.pyc"],
+    }
 
 
 def _package_directory(name: str) -> str:
@@ -84,7 +87,7 @@ def _package_directory(name: str) -> str:
 def dependency_requirements() -> list[str]:
     """Return the pip requirements of the installed distribution, without extras and without Ray.
 
-    The cluster already runs Ray; installing another Ray version into the job
+    The cluster already runs Ray, and another Ray version installed into the job
     environment would break the connection to it.
     """
     try:
@@ -134,7 +137,9 @@ def validate_runtime_env(env: dict[str, Any], source: str) -> None:
     known = sorted(field for field in RuntimeEnv.known_fields if not field.startswith("_"))
     for field, value in env.items():
         if not isinstance(field, str) or field not in RuntimeEnv.known_fields:
-            raise JobsError(f"invalid {source}: unknown field {field!r}; Ray's runtime environment fields are {', '.join(known)}")
+            raise JobsError(
+                f"invalid {source}: unknown field {field!r}; Ray's runtime environment fields are {', '.join(known)}"
+            )
         _check_field_type(field, value, source)
 
     try:
@@ -204,15 +209,21 @@ def prepare_command(command: Sequence[str]) -> list[str]:
     if command[:1] == ["--"]:
         command = command[1:]
     if not command:
-        raise JobsError("missing command: give it after --, for example `submit --address URL -- scan s3://b/p/ --out s3://b/out`")
+        raise JobsError(
+            "missing command: give it after --, for example `submit --address URL -- scan s3://b/p/ --out s3://b/out`"
+        )
     if command[0] in _CLIENT_COMMANDS:
-        raise JobsError(f"invalid command {command[0]!r}: `submit` runs scan, plan, profile and other commands, not {command[0]}")
+        raise JobsError(
+            f"invalid command {command[0]!r}: `submit` runs scan, plan, profile and other commands, not {command[0]}"
+        )
 
     try:
         arguments = build_parser().parse_args(command)
     except SystemExit:
         # argparse has printed the usage and the error of the command.
-        raise JobsError(f"invalid command after --: {shlex.join(redact_command(command))}; see the message above") from None
+        raise JobsError(
+            f"invalid command after --: {shlex.join(redact_command(command))}; see the message above"
+        ) from None
 
     if hasattr(arguments, "address") and arguments.address is None:
         command += ["--address", "auto"]
@@ -288,7 +299,7 @@ def dashboard_url(address: str) -> str:
 
 @contextmanager
 def _explicit_address() -> Iterator[None]:
-    # Ray's client prefers RAY_API_SERVER_ADDRESS and RAY_ADDRESS over its argument;
+    # Ray's client prefers RAY_API_SERVER_ADDRESS and RAY_ADDRESS over its argument.
     # --address is explicit, so both are hidden while the client resolves it.
     saved = {name: os.environ.pop(name) for name in _RAY_ADDRESS_VARIABLES if name in os.environ}
     try:
@@ -340,7 +351,11 @@ def job_details(client, job_id: str):
 def submit(client, entrypoint: str, runtime_env: dict[str, Any], command: Sequence[str]) -> str:
     """Submit a job and return its submission id."""
     metadata = {"submitted_by": DISTRIBUTION, "command": shlex.join(redact_command(command))}
-    logger.info("submitting job: %s, runtime environment %s", redact_entrypoint(entrypoint), json.dumps(describe_runtime_env(runtime_env)))
+    logger.info(
+        "submitting job: %s, runtime environment %s",
+        redact_entrypoint(entrypoint),
+        json.dumps(describe_runtime_env(runtime_env)),
+    )
     try:
         job_id = client.submit_job(entrypoint=entrypoint, runtime_env=runtime_env, metadata=metadata)
     except (FileNotFoundError, ValueError) as error:
@@ -350,7 +365,7 @@ def submit(client, entrypoint: str, runtime_env: dict[str, Any], command: Sequen
 
 
 def wait_for_job(client, job_id: str, follow_logs: bool, stream: IO[str] | None = None):
-    """Wait until the job ends and return its JobDetails; with `follow_logs`, copy its logs to `stream` meanwhile."""
+    """Wait until the job ends and return its JobDetails. With `follow_logs`, copy its logs to `stream` meanwhile."""
     stream = stream or sys.stdout
     if follow_logs:
         asyncio.run(_copy_logs(client, job_id, stream))
@@ -367,7 +382,7 @@ async def _copy_logs(client, job_id: str, stream: IO[str]) -> None:
             stream.write(lines)
             stream.flush()
     except RuntimeError as error:
-        # The log stream can close early, for example when the dashboard restarts; the status poll still ends the wait.
+        # The log stream can close early, for example when the dashboard restarts. The status poll still ends the wait.
         logger.warning("log stream of job %s ended early: %s", job_id, error)
 
 
@@ -410,7 +425,8 @@ def format_job_table(jobs: Sequence[Any]) -> str:
     lines = [f"{'SUBMISSION ID':<30} {'STATUS':<10} {'STARTED (UTC)':<20} ENTRYPOINT"]
     for job in rows:
         job_id = job.submission_id or job.job_id or "-"
-        lines.append(f"{job_id:<30} {status_name(job):<10} {_utc(job.start_time):<20} {redact_entrypoint(job.entrypoint)}")
+        started = _utc(job.start_time)
+        lines.append(f"{job_id:<30} {status_name(job):<10} {started:<20} {redact_entrypoint(job.entrypoint)}")
     return "\n".join(lines)
 
 
@@ -446,7 +462,8 @@ def add_job_commands(commands: argparse._SubParsersAction, common: argparse.Argu
     address.add_argument(
         "--address",
         required=True,
-        help=f"HTTP address of the Ray dashboard, which serves the Jobs API, for example http://127.0.0.1:{DEFAULT_DASHBOARD_PORT}",
+        help="HTTP address of the Ray dashboard, which serves the Jobs API, "
+        f"for example http://127.0.0.1:{DEFAULT_DASHBOARD_PORT}",
     )
 
     submit_parser = commands.add_parser(
@@ -469,7 +486,8 @@ def add_job_commands(commands: argparse._SubParsersAction, common: argparse.Argu
     submit_parser.add_argument(
         "--install-dependencies",
         action="store_true",
-        help="have Ray pip-install this package's dependencies (except Ray) for the job, for a cluster image without them",
+        help="have Ray pip-install this package's dependencies (except Ray) for the job, "
+        "for a cluster image without them",
     )
     submit_parser.add_argument("--no-wait", action="store_true", help="print the submission id and exit at once")
     submit_parser.add_argument("command", nargs=argparse.REMAINDER, help="the corpus-scanner command, after --")

@@ -52,7 +52,7 @@ def walk(node):
 
 
 def scanner_commands() -> list[tuple[str, list[str]]]:
-    """Every corpus-scanner command line that a manifest, the launcher config or the Dockerfile runs, without the program name."""
+    """Every corpus-scanner command line that a manifest, the launcher or the Dockerfile runs, without the program."""
     commands = []
     for name, item in manifest_objects():
         for mapping in walk(item):

@@ -25,8 +25,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 HEAD_START_TIMEOUT_S = 90
 JOB_TIMEOUT_S = 300
 
-# The variables that tests/conftest.py sets to keep Ray and botocore on this machine;
-# the job's runtime environment carries them to its driver too.
+# The variables that tests/conftest.py sets to keep Ray and botocore on this machine.
+# The job's runtime environment carries them to its driver too.
 LOOPBACK_VARIABLES = (
     "RAY_AUTH_MODE",
     "RAY_USAGE_STATS_ENABLED",
@@ -104,7 +104,9 @@ def test_command_invalid(command):
 
 
 def test_command_redacts_secret_options():
-    command = ["scan", "s3://b/", "--storage-option", "secret=abc", "--storage-option=key=def", "--storage-option", "region_name=x"]
+    command = [
+        "scan", "s3://b/", "--storage-option", "secret=abc", "--storage-option=key=def", "--storage-option", "region_name=x",
+    ]
 
     redacted = jobs.redact_command(command)
 
@@ -346,7 +348,7 @@ def test_submit_failed_scan_exit_code(ray_head, loopback_runtime_env, s3_endpoin
         "scan", f"s3://{s3_bucket}/empty/", "--out", f"s3://{s3_bucket}/out", "--endpoint-url", s3_endpoint,
     )
 
-    # The scan in the job exits 2 because the prefix holds no objects, and submit passes that code on.
+    # The scan in the job exits 2 because the prefix contains no objects, and submit passes that code on.
     assert completed.returncode == 2, completed.stdout + completed.stderr
     assert f"s3://{s3_bucket}/empty/" in completed.stdout
     assert "FAILED" in completed.stderr
@@ -414,7 +416,7 @@ def test_job_imports_shipped_packages(ray_head):
 
     lines = client.get_job_logs(job_id).splitlines()
     assert client.get_job_status(job_id).value == "SUCCEEDED", lines
-    # The head runs without PYTHONPATH; Ray unpacks py_modules under its session directory.
+    # The head runs without PYTHONPATH, and Ray unpacks py_modules under its session directory.
     paths = [line for line in lines if line.endswith("__init__.py")]
     assert len(paths) == 2
     assert all("runtime_resources" in path for path in paths), paths
