@@ -420,3 +420,11 @@ def test_job_imports_shipped_packages(ray_head):
     paths = [line for line in lines if line.endswith("__init__.py")]
     assert len(paths) == 2
     assert all("runtime_resources" in path for path in paths), paths
+
+
+def test_dependency_requirements_without_ray():
+    requirements = jobs.dependency_requirements()
+
+    assert any(requirement.startswith("numba") for requirement in requirements)
+    assert not any(requirement.lower().startswith("ray") for requirement in requirements)
+    assert not any(requirement.startswith("pytest") for requirement in requirements)
