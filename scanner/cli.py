@@ -1,4 +1,4 @@
-"""The `corpus-scanner` command line: scan, plan, demo, profile build, registry build and audit.
+"""The `corpus-scanner` command line: scan, plan, demo, profile, registry, audit, submit and jobs.
 
 Exit codes:
     0  success.
@@ -30,6 +30,7 @@ from scanner.demo import (
     write_demo_corpus,
     write_number_corpus,
 )
+from scanner.jobs import JobsError, add_job_commands
 from scanner.plan import build_plan
 from scanner.result import ScanResult
 from scanner.settings import parse_orders
@@ -109,7 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         return args.handler(args)
-    except UsageError as error:
+    except (UsageError, JobsError) as error:
         _print_error(str(error))
         return EXIT_INVALID
     except KeyboardInterrupt:
@@ -257,6 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     build.set_defaults(handler=_profile_build_command)
     _add_registry_parser(commands, sources, common)
     _add_audit_parser(commands, common)
+    add_job_commands(commands, common)
     return parser
 
 
