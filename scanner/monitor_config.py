@@ -360,6 +360,11 @@ def build_scan_config(options: ScanOptions, sources: list[str], out: str) -> Sca
     for name in ("hll_precision", "seed", "heavy_hitter_capacity"):
         if getattr(options, name) is not None:
             sketch[name] = getattr(options, name)
+    try:
+        storage = options.storage()
+    except ValidationError as error:
+        # StorageOptions' fields carry the scan option's name: endpoint_url, anon, options.
+        raise MonitorConfigError(_describe(error, lambda location: _scan_field_path(("storage", *location)))) from None
     fields: dict[str, Any] = {
         "sources": sources,
         "out": out,
@@ -371,7 +376,7 @@ def build_scan_config(options: ScanOptions, sources: list[str], out: str) -> Sca
             "lines_as_documents": options.lines_as_documents,
         },
         "sketch": sketch,
-        "storage": options.storage(),
+        "storage": storage,
         "group_by": options.group_by,
         "address": options.address,
         "num_workers": options.num_workers,
@@ -418,6 +423,10 @@ def parse_monitor_config(data: dict) -> MonitorConfig:
         raise MonitorConfigError(_describe(error, _config_field_path)) from None
     # Builds the scan configuration once with a placeholder source, so invalid scan values fail at load time.
     config.scan_config(["placeholder"], config.output_root)
+    try:
+        config.history_storage_options()
+    except ValidationError as error:
+        raise MonitorConfigError(_describe(error, lambda location: "history_storage." + ".".join(map(str, location)))) from None
     return config
 
 
@@ -438,6 +447,7 @@ _SCAN_FIELD_FOR_LOCATION = {
     ("sketch", "min_order"): "scan.ngram_orders",
     ("sketch", "max_order"): "scan.ngram_orders",
     ("storage", "endpoint_url"): "scan.endpoint_url",
+    ("storage", "anon"): "scan.anon",
     ("storage", "options"): "scan.storage_option",
     ("target_shard_bytes",): "scan.shard_size_mb",
     ("sources",): "sources",
@@ -446,11 +456,13 @@ _SCAN_FIELD_FOR_LOCATION = {
 
 
 def _scan_field_path(location: tuple) -> str:
-    for length in (2, 1):
+    for length in (len(location), 2):
         if location[:length] in _SCAN_FIELD_FOR_LOCATION:
             return _SCAN_FIELD_FOR_LOCATION[location[:length]]
     # ScanConfig's read.* and sketch.* fields carry the option's own name.
-    return "scan." + str(location[-1] if location[:1] in (("read",), ("sketch",)) else location[0])
+    if location[0] in ("read", "sketch") and len(location) > 1:
+        return f"scan.{location[1]}"
+    return f"scan.{location[0]}"
 
 
 def _config_field_path(location: tuple) -> str:
