@@ -19,7 +19,7 @@ BAND_COLOUR = "#0072b2"
 BAND_OPACITY = 0.18
 
 _MARGIN_LEFT = 56
-_MARGIN_RIGHT = 16
+_MARGIN_RIGHT = 36
 _MARGIN_TOP = 28
 _MARGIN_BOTTOM = 40
 _LEGEND_ROW = 16
@@ -168,7 +168,7 @@ def _grid(x_axis: _Axis, y_axis: _Axis, x_format: Callable[[float], str], y_labe
     for tick in y_axis.ticks:
         y = y_axis.position(tick)
         parts.append(_line(left, y, right, y, "#e5e5e5"))
-        parts.append(_text(left - 6, y + 4, f"{tick:.4g}", anchor="end"))
+        parts.append(_text(left - 6, y + 4, f"{tick:.3g}", anchor="end"))
     for tick in x_axis.ticks:
         x = x_axis.position(tick)
         parts.append(_line(x, bottom, x, bottom + 4, "#888888"))
@@ -255,12 +255,12 @@ def _even_ticks(low: float, high: float) -> list[float]:
 
 
 def _padded(low: float, high: float) -> tuple[float, float]:
-    """Return a y range around the data with 5% room on each side, and some room around a constant."""
-    if high == low:
-        room = abs(low) * 0.1 or 1.0
-        return low - room, high + room
-    room = (high - low) * 0.05
-    return low - room, high + room
+    """Return a y range around the data with 5% room on each side, never below 0 for data that is not negative."""
+    room = (high - low) * 0.05 if high > low else (abs(low) * 0.1 or 1.0)
+    bottom = low - room
+    if low >= 0:
+        bottom = max(0.0, bottom)
+    return bottom, high + room
 
 
 def _clamp(value: float, low: float, high: float) -> float:
