@@ -114,7 +114,7 @@ def metric_value(row: dict, metric: str) -> float | None:
 def send_webhook(url: str, alert: Alert, result_url: str | None, timeout: float, attempts: int) -> bool:
     """POST the alert as JSON to `url`; retry on connection errors, timeouts and 5xx responses.
 
-    Returns True when the server answered 2xx. Failures are logged with the
+    Returns True when the server responded with a 2xx status. Failures are logged with the
     URL's scheme and host only, because webhook paths often contain a token.
     """
     body = json.dumps(alert.payload(result_url)).encode("utf-8")

@@ -8,9 +8,9 @@ Layout under HISTORY:
 
 Every file is written whole: local files under a temporary name and then
 renamed, object-store files with one PUT. A run writes its objects file first
-and its row last, so the row is the commit mark: objects files without a run
-row, or with a row whose status is `failed`, do not count as scanned, and
-their objects are scanned again by the next run. Run ids start with the UTC
+and its row last, so the row marks the commit. Objects files without a run
+row, or with a row whose status is `failed`, do not count as scanned, so the
+next run scans their objects again. Run ids start with the UTC
 start time, so sorting them sorts the runs by time.
 """
 
@@ -104,7 +104,7 @@ class HistoryError(RuntimeError):
 
 @dataclass
 class ObjectState:
-    """What earlier runs did with one object URL."""
+    """Record of earlier runs for one object URL: the version scanned last and failed attempts per version."""
 
     scanned_version: str | None = None
     failed_attempts: dict[str, int] = field(default_factory=dict)

@@ -1,9 +1,9 @@
 """Recurring monitoring: scan the objects that are new since the last run, keep a history, raise alerts.
 
-`run_once` lists the watched prefixes, leaves out the objects that an earlier
-successful run scanned (same URL and ETag, or size and modification time where
-the storage has no ETag), scans the rest on Ray and appends one row to the
-history. A run with no new objects appends a row with status
+`run_once` lists the watched prefixes and leaves out the objects that an
+earlier successful run scanned: same URL and ETag, or same size and
+modification time where the storage has no ETag. It scans the rest on Ray and
+appends one row to the history. A run with no new objects appends a row with status
 `no_new_objects` and starts no scan. A run that fails appends a row with
 status `failed`, records no objects, and so the next run tries the same
 objects again. Objects in failed shards are tried again by later runs, up to
@@ -62,7 +62,7 @@ EXIT_ALERT = 4
 
 # Seconds `serve` waits for a run to end after forwarding SIGTERM to it, before it kills the run.
 RUN_STOP_GRACE_S = 60.0
-# Longest sleep between checks for a stop request while `serve` waits.
+# Maximum sleep in seconds between checks for a stop request while `serve` waits.
 _WAIT_STEP_S = 0.5
 
 
@@ -83,7 +83,7 @@ class WatchedObject:
 
 @dataclass
 class RunReport:
-    """What one `run_once` did: the history row, the alerts that fired and the exit code."""
+    """Outcome of one `run_once`: the history row, the alerts that fired and the exit code."""
 
     row: dict
     alerts: list[Alert] = field(default_factory=list)

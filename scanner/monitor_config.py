@@ -223,7 +223,7 @@ class AlertRule(_Model):
     def _check_metric(cls, value: str) -> str:
         if value not in METRICS:
             raise ValueError(
-                f"unknown metric: use one of {', '.join(METRICS[:5 + len(INDICATOR_METRICS)])} "
+                f"unknown metric: use one of {', '.join(METRICS[: len(METRICS) - len(DISTINCT_RATIO_METRICS)])} "
                 f"or distinct_ratio_1 to distinct_ratio_{MAX_NGRAM_ORDER}"
             )
         return value
@@ -261,7 +261,7 @@ class AlertRule(_Model):
 
 
 class Notify(_Model):
-    """Where fired alerts go besides the log and the exit code."""
+    """Notification settings for fired alerts, besides the log and the exit code."""
 
     log: bool = True
     webhook: str | None = None
@@ -485,6 +485,6 @@ def _describe(error: ValidationError, field_path) -> str:
         if secret or isinstance(value, (dict, list)) or value is None:
             lines.append(f"invalid {path}: {message}")
         else:
-            shown = redact_url(value) if isinstance(value, str) else value
-            lines.append(f"invalid {path} {shown!r}: {message}")
+            display_value = redact_url(value) if isinstance(value, str) else value
+            lines.append(f"invalid {path} {display_value!r}: {message}")
     return "\n".join(lines)
