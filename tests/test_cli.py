@@ -282,9 +282,9 @@ def test_help_lists_only_built_commands(capsys):
     text = capsys.readouterr().out
 
     assert code == 0
-    for command in ("scan", "plan", "demo", "profile"):
+    for command in ("scan", "plan", "demo", "profile", "monitor"):
         assert command in text
-    for command in ("registry", "audit", "submit", "jobs", "monitor"):
+    for command in ("registry", "audit", "submit", "jobs"):
         assert command not in text
 
 
