@@ -1,4 +1,4 @@
-"""The `corpus-scanner` command line: scan, plan, demo, profile, registry, audit, submit and jobs.
+"""The `corpus-scanner` command line: scan, plan, demo, profile, registry, audit, submit, jobs and monitor.
 
 Exit codes:
     0  success.
@@ -6,6 +6,7 @@ Exit codes:
     2  invalid arguments or configuration. The message names the value and the fix.
     3  the scan finished, but shards failed or skipped records exceed --max-errors.
        result.json is still written and lists the problems.
+    4  monitor run-once only: at least one alert rule fired.
 """
 
 from __future__ import annotations
@@ -259,6 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_registry_parser(commands, sources, common)
     _add_audit_parser(commands, common)
     add_job_commands(commands, common)
+    _add_monitor_commands(commands, common)
     return parser
 
 
@@ -346,6 +348,46 @@ def _add_audit_parser(commands, common: argparse.ArgumentParser) -> None:
         help="target shard size in MiB (default: 256). Larger uncompressed JSONL, text and Parquet files are split",
     )
     audit.set_defaults(handler=_audit_command)
+
+
+def _add_monitor_commands(commands, common: argparse.ArgumentParser) -> None:
+    monitor = commands.add_parser(
+        "monitor",
+        help="scan new objects on a schedule, keep a run history and raise alerts",
+        description="Recurring monitoring from a YAML configuration: see the Monitoring section of the README.",
+    )
+    monitor_commands = monitor.add_subparsers(dest="monitor_command", required=True, metavar="COMMAND")
+    run_once = monitor_commands.add_parser(
+        "run-once",
+        parents=[common],
+        help="scan the objects that are new since the last run, append a history row and check the alert rules",
+        description=(
+            "Scan the objects that are new since the last successful run, append one history row and check the "
+            "alert rules. Exit codes: 0 no alert, 1 the run failed, 2 invalid configuration, "
+            "3 shards failed but no alert, 4 an alert fired."
+        ),
+    )
+    serve = monitor_commands.add_parser(
+        "serve",
+        parents=[common],
+        help="run `monitor run-once` on the configured schedule until SIGTERM",
+        description="Run `monitor run-once` at every time of the configured schedule; SIGTERM or SIGINT stops it.",
+    )
+    history = monitor_commands.add_parser("history", parents=[common], help="print the run history")
+    history.add_argument("--last", type=int, default=None, metavar="N", help="print only the last N runs")
+    history.add_argument("--json", action="store_true", help="print the runs as JSON")
+    report = monitor_commands.add_parser(
+        "report", parents=[common], help="write a static HTML page with the trends of the run history"
+    )
+    report.add_argument("--out", required=True, help="HTML file to write, local or in object storage")
+    for parser, handler in (
+        (run_once, _monitor_run_once_command),
+        (serve, _monitor_serve_command),
+        (history, _monitor_history_command),
+        (report, _monitor_report_command),
+    ):
+        parser.add_argument("config", metavar="CONFIG", help="monitor configuration file (YAML)")
+        parser.set_defaults(handler=handler)
 
 
 def _add_read_options(parser: argparse.ArgumentParser) -> None:
@@ -668,6 +710,84 @@ def _audit_command(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     location = write_audit(result, config.out, config.storage)
     print(format_audit_summary(result, location))
+    return EXIT_OK
+
+
+def _load_monitor_config(path: str):
+    from scanner.monitor_config import MonitorConfigError, load_monitor_config
+
+    try:
+        return load_monitor_config(path)
+    except MonitorConfigError as error:
+        raise UsageError(f"{path}: {error}" if "\n" not in str(error) else f"{path}:\n{error}") from None
+
+
+def _monitor_run_once_command(args: argparse.Namespace) -> int:
+    from scanner.monitor import run_once
+    from scanner.monitor_config import MonitorConfigError
+
+    config = _load_monitor_config(args.config)
+    try:
+        report = run_once(config)
+    except MonitorConfigError as error:
+        raise UsageError(str(error)) from None
+    row = report.row
+    print(f"run {row['run_id']}: {row['status']}, {row['objects']} new objects")
+    if row.get("result_url"):
+        print(f"scan output: {row['result_url']}")
+    for alert in report.alerts:
+        print(f"alert: {alert.rule}: {alert.message}")
+    return report.exit_code
+
+
+def _monitor_serve_command(args: argparse.Namespace) -> int:
+    from scanner.monitor import serve
+    from scanner.monitor_config import MonitorConfigError
+
+    config = _load_monitor_config(args.config)
+    try:
+        return serve(config, str(pathlib.Path(args.config).resolve()), args.log_level)
+    except MonitorConfigError as error:
+        raise UsageError(str(error)) from None
+
+
+def _monitor_history_command(args: argparse.Namespace) -> int:
+    import json
+
+    from scanner.history import HistoryStore
+    from scanner.monitor import format_history
+
+    config = _load_monitor_config(args.config)
+    if args.last is not None and args.last < 1:
+        raise UsageError(f"invalid --last {args.last}: give a positive number of runs")
+    rows = HistoryStore(config.history, config.history_storage_options()).read_runs()
+    if args.last is not None:
+        rows = rows[-args.last :]
+    if args.json:
+        print(json.dumps(rows, default=lambda value: value.isoformat(), indent=2))
+    elif not rows:
+        print(f"no runs yet in {redact_url(config.history)}")
+    else:
+        print(format_history(rows))
+    return EXIT_OK
+
+
+def _monitor_report_command(args: argparse.Namespace) -> int:
+    from scanner.history import HistoryStore
+    from scanner.storage import filesystem_for, url_for
+    from scanner.trend_report import render_trend_report
+
+    config = _load_monitor_config(args.config)
+    storage = config.history_storage_options()
+    rows = HistoryStore(config.history, storage).read_runs()
+    page = render_trend_report(config.name, rows).encode("utf-8")
+    fs, path = filesystem_for(args.out, storage)
+    if "://" not in args.out or args.out.startswith("file://"):
+        fs.makedirs(fs._parent(path), exist_ok=True)
+    if fs.isdir(path):
+        raise UsageError(f"invalid --out {args.out!r}: it is a directory; give a file name such as trends.html")
+    fs.pipe_file(path, page)
+    print(f"wrote {redact_url(url_for(fs, path))} ({len(rows)} runs)")
     return EXIT_OK
 
 

@@ -14,6 +14,7 @@ import math
 from collections.abc import Iterable, Sequence
 
 from scanner.bundle import GROUP_COUNTERS
+from scanner.charts import interval_bar_chart
 from scanner.result import ScanResult
 
 # Rows per table on the page. tables/*.parquet and result.json contain all rows.
@@ -323,7 +324,18 @@ def _group_section(result: ScanResult) -> str:
         headers.append("synthetic share (95% interval)")
     table = _table(headers, rows, numeric_from=1)
     note = _more_note(len(ranked), MAX_GROUP_ROWS, "tables/groups.parquet")
-    return f"<h2>Groups by {_text(result.group_by)}</h2>\n{table}{note}"
+    chart = _group_share_chart(result, ranked) if with_share else ""
+    return f"<h2>Groups by {_text(result.group_by)}</h2>\n{chart}{table}{note}"
+
+
+def _group_share_chart(result: ScanResult, ranked: Sequence) -> str:
+    """Return an inline SVG bar chart of the synthetic share per group, largest groups first."""
+    items = [
+        (name, counts.synthetic_share.estimate, *counts.synthetic_share.ci95)
+        for name, counts in ranked[:MAX_GROUP_ROWS]
+        if counts.synthetic_share is not None
+    ]
+    return interval_bar_chart(items, title=f"Synthetic share per {result.group_by} (bars: estimate, whiskers: 95% interval)")
 
 
 def _table(headers: Sequence[str], rows: Iterable[Sequence[str]], numeric_from: int | None = None) -> str:

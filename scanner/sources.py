@@ -72,6 +72,15 @@ def list_objects(sources: Iterable[str], storage: StorageOptions) -> list[Object
     return objects
 
 
+def list_location(source: str, storage: StorageOptions) -> list[ObjectInfo]:
+    """List the objects at one path, URL, directory or glob; return an empty list when nothing matches.
+
+    Unlike `list_objects`, a prefix without objects is no error, because a
+    monitored prefix may still be empty.
+    """
+    return _expand_location(source, storage)
+
+
 def _expand_source(
     source: str, storage: StorageOptions, manifests_open: tuple[str, ...]
 ) -> list[ObjectInfo]:
