@@ -104,6 +104,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         # argparse exits with 2 on invalid arguments and with 0 after --help.
         return exit_request.code if isinstance(exit_request.code, int) else EXIT_INVALID
 
+    # A subcommand may set its own default level; set_defaults on the shared --log-level
+    # option would change it for every subcommand, because parent options are shared.
+    args.log_level = args.log_level or getattr(args, "default_log_level", "info")
     logging.basicConfig(
         level=getattr(logging, args.log_level.upper()),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -133,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--log-level",
-        default="info",
+        default=None,
         choices=("debug", "info", "warning", "error"),
         help="level of the log messages on stderr (default: info)",
     )
@@ -198,7 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--num-workers", type=int, default=None, help="parallel shard tasks (default: one per CPU)")
     demo.add_argument("--no-progress", action="store_true", help="never show the progress line on stderr")
     # The demo prints its own summaries, so its log shows warnings and errors only.
-    demo.set_defaults(handler=_demo_command, log_level="warning")
+    demo.set_defaults(handler=_demo_command, default_log_level="warning")
 
     profile = commands.add_parser(
         "profile",

@@ -392,3 +392,14 @@ def test_misspelled_text_field_exits_3(tmp_path):
     assert completed.returncode == 3
     assert result["documents"] == 0
     assert "check --text-field (now 'body')" in result["problems"][0]
+
+
+def test_log_level_defaults_to_info_except_for_the_demo():
+    parser = cli.build_parser()
+
+    scan = parser.parse_args(["scan", "corpus", "--out", "out"])
+    demo = parser.parse_args(["demo"])
+
+    assert scan.log_level is None
+    assert getattr(scan, "default_log_level", "info") == "info"
+    assert demo.default_log_level == "warning"
