@@ -74,6 +74,24 @@ def minhash_signatures(token_hashes, document_offsets, shingle_order, salts, see
 
 
 @kernel
+def shingle_minima(token_hashes, document_offsets, shingle_order, salt, seed):
+    """Return each document's minimum of (shingle hash ^ `salt`), the sampling key of
+    the diversity sketch (2**64 - 1 without tokens); `kernels.ngrams` computes the
+    same value in its pass."""
+    documents = document_offsets.shape[0] - 1
+    out = np.full(documents, EMPTY_SIGNATURE_VALUE, dtype=np.uint64)
+    for document in range(documents):
+        first = document_offsets[document]
+        tokens = document_offsets[document + 1] - first
+        if tokens == 0:
+            continue
+        order = shingle_order if tokens >= shingle_order else tokens
+        for start in range(first, first + tokens - order + 1):
+            out[document] = min(out[document], ngram_hash(token_hashes, start, order, seed) ^ salt)
+    return out
+
+
+@kernel
 def distinct_shingles(token_hashes, document_offsets, documents, shingle_order, seed):
     """Return the number of distinct shingles (as `minhash_signatures` forms them) of each listed document."""
     out = np.zeros(documents.shape[0], dtype=np.int64)

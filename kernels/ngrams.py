@@ -11,7 +11,7 @@ import numpy as np
 from numba.cpython.unsafe.numbers import leading_zeros
 
 from kernels._jit import kernel
-from kernels.hashing import avalanche, ngram_finish, ngram_start, ngram_step
+from kernels.hashing import ngram_finish, ngram_start, ngram_step
 
 _COUNTER_MAX = np.uint32(0xFFFFFFFF)
 
@@ -229,9 +229,11 @@ def update_ngram_sketches(
     """Feed every n-gram of orders min_order..max_order to the sketches of its order.
 
     The same pass writes each document's first MinHash value to `document_minima`:
-    the minimum of avalanche(shingle hash ^ `shingle_salt`) over its n-grams of
-    `shingle_order` tokens (all its tokens when it is shorter), as
-    `kernels.minhash.minhash_signatures` computes it, or 2**64 - 1 without tokens.
+    the minimum of (shingle hash ^ `shingle_salt`) over its n-grams of
+    `shingle_order` tokens (all its tokens when it is shorter), or 2**64 - 1
+    without tokens. N-gram hashes end with XXH64's avalanche, so the XOR with a
+    salt is enough to make this a MinHash value; when the shingle order is one of
+    the counted orders, it is read from the hashes already computed.
 
     Arrays indexed by order use row `order - min_order`. `ngram_totals` (int64)
     receives the number of n-grams seen per order. An n-gram becomes a
@@ -252,7 +254,8 @@ def update_ngram_sketches(
         first = document_offsets[document]
         stop = document_offsets[document + 1]
         shingle = min(shingle_order, stop - first)
-        deepest = max(max_order, shingle)
+        counted = min_order <= shingle <= max_order
+        deepest = max_order if counted else max(max_order, shingle)
         minimum = np.uint64(0xFFFFFFFFFFFFFFFF)
         for chunk_start in range(first, stop, _CHUNK_TOKENS):
             chunk_stop = min(stop, chunk_start + _CHUNK_TOKENS)
@@ -267,8 +270,13 @@ def update_ngram_sketches(
                     state = ngram_step(state, token_hashes[position + order - 1])
                     if min_order <= order <= max_order:
                         hashes[order - min_order, index] = ngram_finish(state, order)
-                    if order == shingle:
-                        minimum = min(minimum, avalanche(ngram_finish(state, order) ^ shingle_salt))
+                    if not counted and order == shingle:
+                        minimum = min(minimum, ngram_finish(state, order) ^ shingle_salt)
+
+            if counted:
+                row = shingle - min_order
+                for index in range(min(chunk_stop, stop - shingle + 1) - chunk_start):
+                    minimum = min(minimum, hashes[row, index] ^ shingle_salt)
 
             # Then update, one order at a time: the update loop has independent
             # loads in flight, which hides much of the Count-Min cache misses.

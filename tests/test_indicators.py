@@ -277,7 +277,7 @@ def test_indicators_of_an_empty_sketch_are_none():
     assert result["distinct_ratio"] == {"1": None}
 
 
-def test_kernel_minima_are_the_first_minhash_values(diverse, diverse_bundle):
+def test_kernel_minima_are_the_minhash_keys(diverse, diverse_bundle):
     settings = SETTINGS
     minhasher = MinHasher(MINHASH_PERMUTATIONS, SHINGLE_ORDER, settings.seed)
     batch = TextBatch.from_strings(diverse)

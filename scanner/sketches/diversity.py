@@ -5,10 +5,10 @@ A `DiversitySketch` covers the whole corpus or one `--group-by` group. It keeps:
 - a sample of word types with exact counts (`kernels.diversity`): each type is
   in it with probability 2**-level, at most `type_capacity` types;
 - a sample of documents for the near-duplicate rate: the `document_capacity`
-  documents with the smallest first MinHash value (ties by content id), each
-  with its full MinHash signature, its number of distinct shingles and its
-  multiplicity (documents with equal text share one entry). Documents that are
-  near-duplicates of each other have equal first MinHash values with
+  documents with the smallest MinHash key (the minimum of their salted shingle
+  hashes; ties by content id). Each entry keeps the document's MinHash
+  signature, its number of distinct shingles and its multiplicity (documents
+  with equal text share one entry). Near-duplicates have equal keys with
   probability equal to their Jaccard similarity, so a sampled document's
   near-duplicates tend to be sampled too. A document with n distinct shingles
   is in the sample with probability 1 - (1 - t)**n for the sample's threshold
@@ -57,7 +57,7 @@ class DocumentContext:
 
     token_hashes: np.ndarray
     document_offsets: np.ndarray
-    minima: np.ndarray  # uint64, first MinHash value; all ones for documents without tokens
+    minima: np.ndarray  # uint64 MinHash key; all ones for documents without tokens
     content_ids: np.ndarray  # uint64
     compression: np.ndarray  # float64 ratio for sampled documents, NaN otherwise
     vocabulary: tuple[np.ndarray, np.ndarray, np.ndarray] | None  # (document of entry, slot, count)
@@ -66,7 +66,7 @@ class DocumentContext:
 def document_context(batch, tokens, content_ids: np.ndarray, minima: np.ndarray, vocabulary=None) -> DocumentContext:
     """Collect what the diversity sketches need from one tokenized batch.
 
-    `minima` are the documents' first MinHash values, which the n-gram kernel
+    `minima` are the documents' MinHash keys, which the n-gram kernel
     computes in its pass (`kernels.ngrams.update_ngram_sketches`).
     """
     compression = np.full(batch.documents, np.nan)

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from kernels.minhash import distinct_shingles, minhash_signatures
+from kernels.minhash import distinct_shingles, minhash_signatures, shingle_minima
 
 
 def _salts(count: int, seed: int) -> np.ndarray:
@@ -50,14 +50,17 @@ class MinHasher:
         return float(np.mean(first == second))
 
     def first_values(self, token_hashes: np.ndarray, document_offsets: np.ndarray) -> np.ndarray:
-        """Return each document's first signature value (2**64 - 1 without tokens), at 1/num_perm of the cost."""
-        return minhash_signatures(
+        """Return each document's minimum of (shingle hash ^ first salt), 2**64 - 1 without tokens.
+
+        This is the key that coordinates the document sample of the diversity sketch.
+        """
+        return shingle_minima(
             np.ascontiguousarray(token_hashes, dtype=np.uint64),
             np.ascontiguousarray(document_offsets, dtype=np.int64),
             self.shingle_order,
-            self.salts[:1],
+            self.salts[0],
             np.uint64(self.seed),
-        )[:, 0]
+        )
 
     def signatures_of(self, token_hashes: np.ndarray, document_offsets: np.ndarray, documents: np.ndarray) -> np.ndarray:
         """Return the signatures of the listed documents only."""
