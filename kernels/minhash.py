@@ -126,6 +126,9 @@ def distinct_shingles(token_hashes, document_offsets, documents, shingle_order, 
             table_counts[used_slots[slot]] = 0
         out[index] = distinct
     return out
+
+
+@kernel
 def band_hashes(signatures, bands, rows, seed):
     """Return a (documents, bands) uint64 array: band b hashes signature positions [b * rows, (b + 1) * rows).
 
