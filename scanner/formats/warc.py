@@ -18,10 +18,18 @@ yields for a file cut off inside a WARC header, is skipped with reason
 "invalid_warc_record" and sets `report.truncated` too. FastWARC runs in
 quirks mode, so WARC headers with bare LF line ends are read. An OSError
 from FastWARC ends the read with reason "invalid_warc_record".
+
+A block longer than its Content-Length leaves stray bytes before the next
+`WARC/` line. FastWARC skips them and reads the next record. The reader
+counts each such record in `counters["stray_bytes_after_record"]` and warns
+with the offset of the stray bytes: the byte offset in an uncompressed file,
+or the offset of the gzip member that contains them. NOTE: zstd and LZ4 files,
+and gzip files with several records in one member, are not checked.
 """
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterator
 from typing import BinaryIO
 
@@ -35,24 +43,38 @@ from scanner.formats.report import ReadReport
 from scanner.formats.text import decode_utf8
 
 _DOCUMENT_TYPES = ("response", "resource", "conversion")
+_GZIP_MAGIC = b"\x1f\x8b"
+# Raw bytes kept for the stray-byte check. A record beyond this size is not checked.
+_MAX_CHECKED_RECORD_BYTES = 64 << 20
+# Header bytes decompressed from a gzip member to find where the WARC header ends.
+_MAX_HEADER_BYTES = 1 << 16
 
 
 def read_warc(raw: BinaryIO, path: str, options: ReadOptions, report: ReadReport) -> Iterator[pa.RecordBatch]:
     """Yield the documents of one WARC or WET object (any compression FastWARC detects)."""
     builder = BatchBuilder(options.batch_bytes)
-    records = ArchiveIterator(raw, parse_http=False, quirks_mode=True, fsspec_args=False)
+    stream = _RecentBytes(raw)
+    records = ArchiveIterator(stream, parse_http=False, quirks_mode=True, fsspec_args=False)
+    previous: tuple[int, int] | None = None
     index = 0
     while True:
         location = f"{path}#record {index}"
         try:
             record = next(records)
         except StopIteration:
+            if previous is not None and not report.truncated:
+                _check_stray_bytes(stream, *previous, stream.position, path, report)
             break
         except OSError as error:
             report.skip("invalid_warc_record", location, str(error))
             report.truncated = True
             report.warn(f"{location}: invalid WARC record ({error}); the rest of the file was not read")
             break
+
+        if previous is not None and not report.truncated:
+            _check_stray_bytes(stream, *previous, record.stream_pos, path, report)
+        stream.release(record.stream_pos)
+        previous = (record.stream_pos, record.content_length)
 
         text = _record_text(record, location, options, report)
         if text is not None:
@@ -127,3 +149,114 @@ def _target_uri(record: WarcRecord) -> str | None:
     if uri.startswith("<") and uri.endswith(">"):
         uri = uri[1:-1].strip()
     return uri or None
+
+
+class _RecentBytes:
+    """A read-only stream that keeps the raw bytes read since the last `release` position."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self._raw = raw
+        self._kept = bytearray()
+        self.position = raw.tell()
+        self._kept_start: int | None = self.position
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._raw.read(size)
+        if self._kept_start is not None:
+            self._kept += data
+            if len(self._kept) > _MAX_CHECKED_RECORD_BYTES:
+                self._kept = bytearray()
+                self._kept_start = None
+        self.position += len(data)
+        return data
+
+    def tell(self) -> int:
+        return self.position
+
+    def release(self, position: int) -> None:
+        """Drop the kept bytes before `position`, where the next record starts."""
+        if self._kept_start is not None and self._kept_start <= position <= self.position:
+            del self._kept[: position - self._kept_start]
+        else:
+            self._kept = bytearray()
+        self._kept_start = position
+
+    def window(self, start: int, end: int) -> bytes | None:
+        """Return the bytes [start, end), or None when they are no longer kept."""
+        if self._kept_start is None or not self._kept_start <= start <= end <= self.position:
+            return None
+        return bytes(self._kept[start - self._kept_start : end - self._kept_start])
+
+
+def _check_stray_bytes(
+    stream: _RecentBytes, start: int, content_length: int, next_start: int, path: str, report: ReadReport
+) -> None:
+    """Warn when the record at `start` is followed by more than its CRLF CRLF before `next_start`."""
+    if next_start <= start:
+        return
+    data = stream.window(start, next_start)
+    if data is None:
+        return
+    if data.startswith(_GZIP_MAGIC):
+        _check_gzip_member(data, start, content_length, path, report)
+        return
+    if not data.startswith(b"WARC/"):
+        # zstd and LZ4 frames: their offsets do not map to the uncompressed stream.
+        return
+
+    header_end = _header_end(data)
+    if header_end is None:
+        return
+    block_end = header_end + content_length
+    stray = data[block_end:].rstrip(b"\r\n")
+    if len(data) < block_end or not stray:
+        return
+    report.count("stray_bytes_after_record")
+    report.warn(
+        f"{path}@offset {start + block_end}: skipped {len(stray)} stray bytes after the block of the record "
+        f"at offset {start} (Content-Length {content_length}) before the next WARC record"
+    )
+
+
+def _check_gzip_member(data: bytes, start: int, content_length: int, path: str, report: ReadReport) -> None:
+    """Warn when a gzip member holds bytes after its record's block and CRLF CRLF that are not another record.
+
+    The cheap test compares the member's ISIZE trailer (its uncompressed size
+    modulo 2**32) with header + block + 4. Only a member that fails it is
+    decompressed, to tell stray bytes from further records in the same member.
+    """
+    decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        head = decompressor.decompress(data, _MAX_HEADER_BYTES)
+    except zlib.error:
+        return
+    header_end = _header_end(head)
+    if not head.startswith(b"WARC/") or header_end is None or len(data) < 18:
+        return
+    member_size = int.from_bytes(data[-4:], "little")
+    if member_size - header_end - content_length - len(b"\r\n\r\n") <= 0:
+        return
+
+    try:
+        member = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(data, _MAX_CHECKED_RECORD_BYTES)
+    except zlib.error:
+        return
+    tail = member[header_end + content_length :]
+    if len(member) < header_end + content_length or tail.lstrip(b"\r\n").startswith(b"WARC/"):
+        return
+    next_record = tail.find(b"WARC/")
+    stray = (tail if next_record < 0 else tail[:next_record]).strip(b"\r\n")
+    if not stray:
+        return
+    report.count("stray_bytes_after_record")
+    report.warn(
+        f"{path}@offset {start}: skipped {len(stray)} stray bytes in the gzip member at this offset, "
+        f"after the block of its record (Content-Length {content_length})"
+    )
+
+
+def _header_end(data: bytes) -> int | None:
+    """Return the offset just after the blank line that ends a WARC header, or None."""
+    ends = [(data.find(marker), len(marker)) for marker in (b"\r\n\r\n", b"\n\n")]
+    found = [position + length for position, length in ends if position >= 0]
+    return min(found) if found else None
