@@ -7,6 +7,9 @@ documents. They are counted in `counters["null_text"]` and not in
 Binary text columns are decoded as UTF-8 with U+FFFD replacement, and the
 affected values are counted in `counters["decode_replacements"]`.
 
+Each yielded batch holds at most `batch_bytes` of text, or one row when
+that row alone is larger.
+
 A file that pyarrow cannot open, or a row group it cannot decode, is skipped
 with reason "corrupt_parquet" and the error message. The read then goes on
 with the next row group. A text, URL or date column that does not exist, or
@@ -20,6 +23,7 @@ from collections.abc import Iterator
 from itertools import accumulate
 from typing import BinaryIO
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -68,8 +72,7 @@ def read_parquet(
             for batch in batches:
                 converted = _convert(batch, row, text_column, url_column, date_column, report)
                 row += batch.num_rows
-                if converted.num_rows:
-                    yield converted
+                yield from split_by_text_bytes(converted, options.batch_bytes)
         except (pa.ArrowException, OSError) as error:
             report.skip("corrupt_parquet", f"{path}#row group {group}", f"rows from {row}: {error}")
 
@@ -123,6 +126,30 @@ def _batch_rows(metadata: pq.FileMetaData, group: int, text_column: str, batch_b
             text_bytes = chunk.total_uncompressed_size
     bytes_per_row = max(1, text_bytes // row_group.num_rows)
     return max(MIN_BATCH_ROWS, min(MAX_BATCH_ROWS, batch_bytes // bytes_per_row))
+
+
+def split_by_text_bytes(batch: pa.RecordBatch, batch_bytes: int) -> Iterator[pa.RecordBatch]:
+    """Yield zero-copy slices of `batch` with at most `batch_bytes` of text each.
+
+    The rows per read come from the row group's average text size, so a run of
+    rows far above the average could make one read many times `batch_bytes`.
+    A single row larger than `batch_bytes` is yielded alone.
+    """
+    if batch.num_rows == 0:
+        return
+    offsets = np.frombuffer(batch.column(0).buffers()[1], dtype=np.int64)
+    offsets = offsets[batch.column(0).offset : batch.column(0).offset + batch.num_rows + 1]
+    if offsets[-1] - offsets[0] <= batch_bytes:
+        yield batch
+        return
+
+    start = 0
+    while start < batch.num_rows:
+        # The first row past the budget that starts at this slice's first row, and at least one row.
+        stop = int(np.searchsorted(offsets, offsets[start] + batch_bytes, side="right")) - 1
+        stop = max(stop, start + 1)
+        yield batch.slice(start, stop - start)
+        start = stop
 
 
 def _convert(
