@@ -57,6 +57,7 @@ _OPTION_FOR_FIELD = {
     ("read", "text_field"): "--text-field",
     ("read", "url_field"): "--url-field",
     ("read", "date_field"): "--date-field",
+    ("read", "max_record_bytes"): "--max-record-mb",
     ("sketch",): "--ngram-orders",
     ("sketch", "min_order"): "--ngram-orders",
     ("sketch", "max_order"): "--ngram-orders",
@@ -408,6 +409,13 @@ def _add_read_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--lines-as-documents", action="store_true", help="plain text: one document per line instead of per file"
+    )
+    group.add_argument(
+        "--max-record-mb",
+        type=float,
+        default=64.0,
+        help="a JSONL line, text document or archive record body larger than this many MiB is skipped "
+        "and counted as record_too_large (default: 64)",
     )
 
 
@@ -836,7 +844,14 @@ def _read_fields(args: argparse.Namespace) -> dict:
         "url_field": args.url_field,
         "date_field": args.date_field,
         "lines_as_documents": args.lines_as_documents,
+        "max_record_bytes": _max_record_bytes(args.max_record_mb),
     }
+
+
+def _max_record_bytes(megabytes: float) -> int:
+    if not megabytes > 0:
+        raise UsageError(f"invalid --max-record-mb {megabytes}: use a positive size in MiB, for example 64")
+    return max(1, int(megabytes * MIB))
 
 
 def _validated_config(fields: dict) -> ScanConfig:
