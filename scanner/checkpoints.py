@@ -73,8 +73,14 @@ class CheckpointStore:
         summaries = {}
         for name in names:
             if name.endswith(".json"):
-                summary = json.loads(self.fs.cat_file(name))
-                summaries[summary["shard_id"]] = summary
+                try:
+                    summary = json.loads(self.fs.cat_file(name))
+                    summaries[summary["shard_id"]] = summary
+                except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as error:
+                    raise ValueError(
+                        f"checkpoint {name} is not a shard summary ({type(error).__name__}): "
+                        "remove the state directory, or scan without --resume"
+                    ) from None
         return summaries
 
     def load_bundle_bytes(self, shard_id: str) -> bytes:

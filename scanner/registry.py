@@ -273,7 +273,13 @@ def _load_arrays(dataset: RegisteredDataset, fs, directory: str, url: str) -> No
                 f"registry file {url}/{file_name} does not match the checksum in its manifest: "
                 "it is corrupt or from another build; rebuild the dataset with `registry build --replace`"
             )
-        loaded[file_name] = np.load(io.BytesIO(data), allow_pickle=False)
+        try:
+            loaded[file_name] = np.load(io.BytesIO(data), allow_pickle=False)
+        except ValueError as error:
+            # Raised for pickled data and object arrays, which are never loaded.
+            raise RegistryError(
+                f"registry file {url}/{file_name} is not a plain .npy array ({error}): rebuild the dataset"
+            ) from None
     dataset.signatures = loaded["signatures.npy"]
     dataset.band_keys = loaded["band_keys.npy"]
     dataset.band_documents = loaded["band_documents.npy"]
