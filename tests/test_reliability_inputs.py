@@ -313,7 +313,7 @@ def test_jsonl_bare_constant_array_skipped_alone(real_corpora, tmp_path, name):
 
 # Case 9: Parquet batches stay bounded when row sizes are skewed; nulls counted; row i is row i.
 # A row group with more than 2 GiB of strings takes minutes and several GiB of memory to
-# write and read on a small machine. What protects such a file is that every batch holds
+# write and read on a small machine. What protects such a file is that every batch contains
 # at most batch_bytes of text, so this test shrinks the scale: 1 MiB batches and a run of
 # 1 MiB rows inside a row group of small rows, where the average row size underestimates
 # the run by a factor of about 30.

@@ -7,7 +7,7 @@ documents. They are counted in `counters["null_text"]` and not in
 Binary text columns are decoded as UTF-8 with U+FFFD replacement, and the
 affected values are counted in `counters["decode_replacements"]`.
 
-Each yielded batch holds at most `batch_bytes` of text, or one row when
+Each yielded batch contains at most `batch_bytes` of text, or one row when
 that row alone is larger.
 
 A file that pyarrow cannot open, or a row group it cannot decode, is skipped

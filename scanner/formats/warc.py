@@ -156,17 +156,17 @@ class _RecentBytes:
 
     def __init__(self, raw: BinaryIO) -> None:
         self._raw = raw
-        self._kept = bytearray()
+        self._retained = bytearray()
         self.position = raw.tell()
-        self._kept_start: int | None = self.position
+        self._retained_start: int | None = self.position
 
     def read(self, size: int = -1) -> bytes:
         data = self._raw.read(size)
-        if self._kept_start is not None:
-            self._kept += data
-            if len(self._kept) > _MAX_CHECKED_RECORD_BYTES:
-                self._kept = bytearray()
-                self._kept_start = None
+        if self._retained_start is not None:
+            self._retained += data
+            if len(self._retained) > _MAX_CHECKED_RECORD_BYTES:
+                self._retained = bytearray()
+                self._retained_start = None
         self.position += len(data)
         return data
 
@@ -175,17 +175,17 @@ class _RecentBytes:
 
     def release(self, position: int) -> None:
         """Drop the kept bytes before `position`, where the next record starts."""
-        if self._kept_start is not None and self._kept_start <= position <= self.position:
-            del self._kept[: position - self._kept_start]
+        if self._retained_start is not None and self._retained_start <= position <= self.position:
+            del self._retained[: position - self._retained_start]
         else:
-            self._kept = bytearray()
-        self._kept_start = position
+            self._retained = bytearray()
+        self._retained_start = position
 
     def window(self, start: int, end: int) -> bytes | None:
         """Return the bytes [start, end), or None when they are no longer kept."""
-        if self._kept_start is None or not self._kept_start <= start <= end <= self.position:
+        if self._retained_start is None or not self._retained_start <= start <= end <= self.position:
             return None
-        return bytes(self._kept[start - self._kept_start : end - self._kept_start])
+        return bytes(self._retained[start - self._retained_start : end - self._retained_start])
 
 
 def _check_stray_bytes(
@@ -219,7 +219,7 @@ def _check_stray_bytes(
 
 
 def _check_gzip_member(data: bytes, start: int, content_length: int, path: str, report: ReadReport) -> None:
-    """Warn when a gzip member holds bytes after its record's block and CRLF CRLF that are not another record.
+    """Warn when a gzip member contains bytes after its record's block and CRLF CRLF that are not another record.
 
     The cheap test compares the member's ISIZE trailer (its uncompressed size
     modulo 2**32) with header + block + 4. Only a member that fails it is
