@@ -15,6 +15,7 @@ rejects a second copy, so a shard that Ray ran twice is counted once.
 
 import logging
 import os
+import pathlib
 import time
 from dataclasses import dataclass, field
 
@@ -106,19 +107,30 @@ class _TreeMerge:
         return remaining[0]
 
 
+_PACKAGE_PARENT = pathlib.Path(__file__).resolve().parent.parent
+
+
 def start_ray(address: str | None, num_workers: int | None) -> bool:
     """Connect to the Ray cluster at `address`, or start an embedded local one; return True when started here."""
     if ray.is_initialized():
         return False
-    if address:
-        ray.init(address=address, logging_level=logging.WARNING, log_to_driver=True)
-    else:
-        ray.init(
-            address="local",
-            num_cpus=num_workers or os.cpu_count(),
-            include_dashboard=False,
-            logging_level=logging.WARNING,
-        )
+    # Ray puts the driver's current directory on the workers' import path. A `scanner`
+    # folder there (an old checkout, say) would then shadow the installed package in the
+    # workers only, so `ray.init` runs from the directory that holds this package.
+    previous = os.getcwd()
+    os.chdir(_PACKAGE_PARENT)
+    try:
+        if address:
+            ray.init(address=address, logging_level=logging.WARNING, log_to_driver=True)
+        else:
+            ray.init(
+                address="local",
+                num_cpus=num_workers or os.cpu_count(),
+                include_dashboard=False,
+                logging_level=logging.WARNING,
+            )
+    finally:
+        os.chdir(previous)
     return True
 
 

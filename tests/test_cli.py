@@ -6,6 +6,7 @@ through module-scoped fixtures. Argument errors and `plan` run in process.
 
 import gzip
 import json
+import os
 import pathlib
 import re
 import subprocess
@@ -403,3 +404,25 @@ def test_log_level_defaults_to_info_except_for_the_demo():
     assert scan.log_level is None
     assert getattr(scan, "default_log_level", "info") == "info"
     assert demo.default_log_level == "warning"
+
+
+def test_scan_ignores_a_scanner_folder_in_the_current_directory(tmp_path):
+    # Ray adds the driver's current directory to the workers' import path; a stale
+    # `scanner` package there must not replace the installed one in the workers.
+    shadow = tmp_path / "scanner"
+    shadow.mkdir()
+    (shadow / "__init__.py").write_text("raise ImportError('stale scanner package imported')\n")
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text('{"text": "one two three"}\n{"text": "four five"}\n')
+
+    program = pathlib.Path(sys.executable).parent / "corpus-scanner"
+    completed = subprocess.run(
+        [str(program), "scan", "corpus.jsonl", "--out", "out", "--num-workers", "1", "--no-progress"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    assert json.loads((tmp_path / "out" / "result.json").read_text())["documents"] == 2
