@@ -137,7 +137,14 @@ class Bundle:
         return estimate_from_registers(self.hll_registers[row], self.settings.hll_precision)
 
     def top_ngrams(self, order: int, limit: int = 50) -> list[dict]:
-        return self.heavy_hitters.top(order, self.countmin, limit)
+        """The most frequent n-grams of `order` with their Count-Min counts.
+
+        N-grams whose count does not exceed the Count-Min error bound are left out:
+        the sketch cannot tell them from n-grams seen once. On a small or diverse
+        corpus the lists of long n-grams can therefore be short or empty.
+        """
+        bound = self.countmin.error_bound(int(self.ngram_totals.sum()))
+        return [item for item in self.heavy_hitters.top(order, self.countmin, limit) if item["count"] > bound]
 
     def to_bytes(self) -> bytes:
         heavy_meta, heavy_arrays = self.heavy_hitters.to_frame_parts()

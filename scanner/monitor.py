@@ -47,7 +47,13 @@ from scanner.history import (
     HistoryStore,
     ObjectState,
 )
-from scanner.monitor_config import DISTINCT_RATIO_METRICS, INDICATOR_METRICS, MonitorConfig, SourceEntry
+from scanner.monitor_config import (
+    DISTINCT_RATIO_METRICS,
+    INDICATOR_METRICS,
+    MonitorConfig,
+    MonitorConfigError,
+    SourceEntry,
+)
 from scanner.result import ScanResult, scanner_version
 from scanner.sources import ObjectInfo, list_location
 from scanner.storage import StorageOptions, filesystem_for, redact_url, url_for
@@ -166,7 +172,19 @@ def list_watched_objects(sources: list[SourceEntry], storage: StorageOptions) ->
     return [found[url] for url in sorted(found)]
 
 
+def _check_local_prefix(prefix: str) -> None:
+    """Reject a local source that does not exist: in object storage an empty prefix
+    is normal before the first snapshot, but a missing local path is a typo that
+    would make every run find nothing."""
+    if "://" in prefix and not prefix.startswith("file://"):
+        return
+    path = prefix.removeprefix("file://")
+    if not any(character in path for character in "*?[") and not os.path.exists(path):
+        raise MonitorConfigError(f"source {prefix!r} does not exist: check the path in sources")
+
+
 def _list_entry(entry: SourceEntry, storage: StorageOptions) -> list[WatchedObject]:
+    _check_local_prefix(entry.prefix)
     pattern = entry.snapshot_pattern()
     if pattern is None:
         return _matching(list_location(entry.prefix, storage), entry.prefix, entry.match, None)

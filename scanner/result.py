@@ -314,17 +314,17 @@ def merged_report(summaries: list[dict]) -> ReadReport:
 
 
 def ngram_stats(bundle: Bundle) -> dict[str, NgramStats]:
-    """Return the exact total and the estimated distinct count of each order's n-grams."""
+    """Return the exact total and the estimated distinct count of each order's n-grams.
+
+    The distinct estimate is capped at the total, which it cannot exceed.
+    """
     settings = bundle.settings
     rse = 1.04 / math.sqrt(1 << settings.hll_precision)
-    return {
-        str(order): NgramStats(
-            total=int(bundle.ngram_totals[order - settings.min_order]),
-            distinct=bundle.distinct_ngrams(order),
-            distinct_rse=rse,
-        )
-        for order in settings.orders
-    }
+    stats = {}
+    for order in settings.orders:
+        total = int(bundle.ngram_totals[order - settings.min_order])
+        stats[str(order)] = NgramStats(total=total, distinct=min(bundle.distinct_ngrams(order), total), distinct_rse=rse)
+    return stats
 
 
 def feature_summary(bundle: Bundle, name: str) -> FeatureSummary:

@@ -144,3 +144,13 @@ def test_text_byte_ranges_equal_whole_file(real_corpora, tmp_path):
 def test_text_byte_range_needs_lines_as_documents(real_corpora):
     with pytest.raises(ValueError, match="lines_as_documents"):
         read(real_corpora / "eleutherai-lm_dataformat/blns.txt", byte_range=(0, 100))
+
+
+def test_binary_object_is_skipped_not_scanned(tmp_path):
+    path = tmp_path / "archive.bin"
+    path.write_bytes(b"ustar\x00\x00" + bytes(range(256)) * 20)
+
+    table, report = read(path)
+
+    assert table.num_rows == 0
+    assert report.skipped == {"binary_content": 1}

@@ -101,3 +101,21 @@ def test_large_corpus_top_lists_exclude_rare():
         counts = true_counts(documents, order)
         for item in bundle.top_ngrams(order, limit=20):
             assert counts[item["ngram"]] >= item["count"] / 2, (order, item, counts[item["ngram"]])
+
+
+def test_counts_within_the_error_bound_are_left_out():
+    # A small, diverse corpus in a small table: every 3-gram is rare, and without the
+    # cut its top list would show once-seen 3-grams with inflated counts.
+    settings = SketchSettings(countmin_blocks_log2=6, heavy_hitter_capacity=64)
+    documents = zipf_documents(400, 5)
+    accumulator = ShardAccumulator(settings, "small")
+    accumulator.add_texts(pa.array(documents))
+    bundle = accumulator.finish()
+    bound = bundle.countmin.error_bound(int(bundle.ngram_totals.sum()))
+
+    listed = {order: bundle.top_ngrams(order, limit=50) for order in (1, 3)}
+    unfiltered = bundle.heavy_hitters.top(3, bundle.countmin, 50)
+
+    assert listed[1], "frequent words stay above the bound"
+    assert all(item["count"] > bound for items in listed.values() for item in items)
+    assert any(item["count"] <= bound for item in unfiltered), "the corpus must produce noise-level candidates"

@@ -484,3 +484,15 @@ def test_scan_report_group_share_chart(monitored, tmp_path_factory):
     assert "Synthetic share per domain" in html
     assert console_messages(log) == []
     assert pixels_near(image, bar_colour, tolerance=6) > 500
+
+
+def test_missing_local_source_exits_2_and_records_a_failed_run(tmp_path, capsys):
+    config = {"name": "watch", "sources": [str(tmp_path / "no-such-dir")], "history": str(tmp_path / "history")}
+    path = write_config(tmp_path / "monitor.yaml", config)
+
+    code = main(["monitor", "run-once", str(path)])
+
+    assert code == 2
+    assert "does not exist" in capsys.readouterr().err
+    rows = HistoryStore(str(tmp_path / "history"), StorageOptions()).read_runs()
+    assert [row["status"] for row in rows] == ["failed"]

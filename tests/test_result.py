@@ -14,7 +14,7 @@ from scanner.formats import ReadReport
 from scanner.output import write_outputs
 from scanner.plan import Plan, Shard
 from scanner.report import render_report
-from scanner.result import MAX_ERROR_SAMPLES, ScanResult, build_result
+from scanner.result import MAX_ERROR_SAMPLES, ScanResult, build_result, ngram_stats
 from scanner.runner import ScanOutcome
 from scanner.settings import SketchSettings
 from scanner.storage import StorageOptions
@@ -323,3 +323,16 @@ def test_outputs_written_to_s3(s3_endpoint, s3_client, s3_bucket):
     ]
     body = s3_client.get_object(Bucket=s3_bucket, Key="scans/first/result.json")["Body"].read()
     assert json.loads(body)["tokens"] == 9
+
+
+def test_distinct_estimate_is_capped_at_the_total():
+    accumulator = ShardAccumulator(SketchSettings(min_order=1, max_order=2), "capped")
+    accumulator.add_texts(pa.array(["a b c d"]))
+    bundle = accumulator.finish()
+    bundle.hll_registers[:] = 20  # registers of a far larger set than 4 unigrams
+
+    stats = ngram_stats(bundle)
+
+    assert bundle.distinct_ngrams(1) > 4
+    assert stats["1"].distinct == 4
+    assert stats["2"].distinct == 3

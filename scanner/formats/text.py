@@ -8,7 +8,9 @@ the decompressed stream, which is 0 for a whole-object document.
 Per line, blank lines are not documents (counted in `counters["blank_lines"]`)
 and one trailing b"\\r" is removed. A whole-object document is kept even when
 it is empty. A document larger than `max_record_bytes` is skipped with reason
-"record_too_large".
+"record_too_large". A whole object with more than 8 NUL bytes in its first
+8 KiB is not text (an archive, an image): it is skipped with reason
+"binary_content".
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from scanner.formats.report import ReadReport
 from scanner.formats.streams import report_stream_error
 
 _UTF8_BOM = b"\xef\xbb\xbf"
+_BINARY_PROBE_BYTES = 8192
+_BINARY_NUL_BYTES = 8
 
 
 def read_text_lines(
@@ -75,6 +79,10 @@ def read_text_document(
     data = b"".join(pieces)
     if data.startswith(_UTF8_BOM):
         data = data[len(_UTF8_BOM) :]
+    if data[:_BINARY_PROBE_BYTES].count(b"\x00") > _BINARY_NUL_BYTES:
+        # Text has no NUL bytes, or one in a test file; archives, images and executables have many.
+        report.skip("binary_content", f"{path}@offset 0", "NUL bytes near the start: the object is not text")
+        return
     builder = BatchBuilder(options.batch_bytes)
     builder.add(decode_utf8(data, report), None, None, 0)
     yield from builder.drain()
