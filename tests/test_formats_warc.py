@@ -45,9 +45,21 @@ def test_wet_conversion_record(real_corpora, name):
 def test_wet_lying_content_length_ends(real_corpora):
     table, report = read(real_corpora / "tensorflow-datasets/cc_1.warc.wet")
 
+    # 4 records (SOURCES.md): the warcinfo, one conversion whose version line the
+    # warcinfo's block took, one inside the cut block of another, and that cut one.
     assert table.num_rows == 0
     assert report.truncated is True
-    assert report.skipped == {"truncated_record": 1}
+    assert report.counters["non_document_records"] == 1
+    assert report.skipped == {"truncated_record": 1, "record_inside_block": 1, "record_inside_stray_bytes": 1}
+
+
+def test_wet_records_lost_to_wrong_lengths_are_counted(real_corpora):
+    table, report = read(real_corpora / "tensorflow-datasets/cc_0.warc.wet")
+
+    # 7 records (SOURCES.md): every one is a document, a non-document record or a skip.
+    assert table.num_rows == 4
+    assert report.counters["non_document_records"] == 1
+    assert report.skipped == {"record_inside_block": 1, "record_inside_stray_bytes": 1}
 
 
 # WARC

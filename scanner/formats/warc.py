@@ -25,10 +25,17 @@ counts each such record in `counters["stray_bytes_after_record"]` and warns
 with the offset of the stray bytes: the byte offset in an uncompressed file,
 or the offset of the gzip member that contains them. NOTE: zstd and LZ4 files,
 and gzip files with several records in one member, are not checked.
+
+A wrong Content-Length can also hide whole records: inside a block that is
+declared too long, or among the stray bytes after one. Each `WARC-Type:` header
+line found there is counted as a skipped record, with reason
+"record_inside_block" or "record_inside_stray_bytes", so that every record of
+the file is a document, a non-document record or a counted skip.
 """
 
 from __future__ import annotations
 
+import re
 import zlib
 from collections.abc import Iterator
 from typing import BinaryIO
@@ -48,6 +55,9 @@ _GZIP_MAGIC = b"\x1f\x8b"
 _MAX_CHECKED_RECORD_BYTES = 64 << 20
 # Header bytes decompressed from a gzip member to find where the WARC header ends.
 _MAX_HEADER_BYTES = 1 << 16
+# The WARC-Type field of a record header, at the start of a line. It marks a record even
+# when a wrong Content-Length made the reader consume the version line before it.
+_EMBEDDED_RECORD = re.compile(rb"(?m)^WARC-Type: ?[a-z]+\r?$")
 
 
 def read_warc(raw: BinaryIO, path: str, options: ReadOptions, report: ReadReport) -> Iterator[pa.RecordBatch]:
@@ -103,6 +113,7 @@ def _record_text(record: WarcRecord, location: str, options: ReadOptions, report
         return None
 
     block = record.reader.read()
+    _report_swallowed_records(block, location, report)
     if len(block) < declared_length:
         _report_cut_record(len(block), declared_length, location, report)
         return None
@@ -115,6 +126,23 @@ def _record_text(record: WarcRecord, location: str, options: ReadOptions, report
     else:
         text = content_text(block, content_type, report)
     return text
+
+
+def _report_swallowed_records(block: bytes, location: str, report: ReadReport) -> None:
+    """Count WARC records found inside a block.
+
+    A Content-Length larger than the real block makes the reader take the next
+    records as part of this one. Their documents cannot be recovered reliably,
+    so each is counted as skipped with reason "record_inside_block", and the
+    block itself is still scanned as one document.
+    """
+    swallowed = len(_EMBEDDED_RECORD.findall(block))
+    for _ in range(swallowed):
+        report.skip(
+            "record_inside_block",
+            location,
+            "a WARC record header inside this record's block: its Content-Length is too large",
+        )
 
 
 def _drain_record(record: WarcRecord, location: str, report: ReadReport) -> None:
@@ -216,6 +244,12 @@ def _check_stray_bytes(
         f"{path}@offset {start + block_end}: skipped {len(stray)} stray bytes after the block of the record "
         f"at offset {start} (Content-Length {content_length}) before the next WARC record"
     )
+    for _ in _EMBEDDED_RECORD.finditer(stray):
+        report.skip(
+            "record_inside_stray_bytes",
+            f"{path}@offset {start + block_end}",
+            "a WARC record header among bytes the reader skipped; a Content-Length is wrong",
+        )
 
 
 def _check_gzip_member(data: bytes, start: int, content_length: int, path: str, report: ReadReport) -> None:
