@@ -305,6 +305,7 @@ def contributing_ngrams(baseline: Bundle, candidate: Bundle, limit: int) -> list
     """Rank the heavy-hitter candidates of both sides by their term of the divergence; return the top `limit`.
 
     Frequencies are Count-Min counts over each side's n-grams of all audited orders.
+    N-grams with the same frequency on both sides contribute nothing and are not listed.
     """
     totals = [float(baseline.ngram_totals.sum()), float(candidate.ngram_totals.sum())]
     rows = []
@@ -321,6 +322,8 @@ def contributing_ngrams(baseline: Bundle, candidate: Bundle, limit: int) -> list
         q = counts[1] / max(totals[1], 1.0)
         terms = _jensen_shannon_terms(p, q)
         for index, text in enumerate(texts.values()):
+            if terms[index] <= 0.0:
+                continue
             rows.append(
                 {
                     "ngram": text,

@@ -23,6 +23,7 @@ from scanner.audit import (
     AuditSide,
     EmptyDatasetError,
     block_seed,
+    contributing_ngrams,
     permutation_test,
 )
 from scanner.batch import TextBatch
@@ -262,3 +263,11 @@ def test_cli_missing_candidate_exits_2(tmp_path):
     code = cli.main(["audit", "--baseline", str(tmp_path), "--out", str(tmp_path / "out")])
 
     assert code == 2
+
+
+def test_identical_sides_list_no_contributing_ngrams(chains):
+    human, _ = chains
+    texts = human.documents(100, np.random.default_rng(3))
+    side = side_of(texts, "same")
+
+    assert contributing_ngrams(side.bundle, side.bundle, 20) == []
