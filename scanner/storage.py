@@ -38,7 +38,7 @@ REDACTED = "***"
 # random() * min(scale * 2 ** (attempt - 1), 20) seconds between attempts: exponential
 # backoff with full jitter, where scale is 1 for throttling and 0.05 otherwise (botocore
 # 1.43, `botocore.retries.standard.ExponentialBackoff`). s3fs 2026.9.0 wraps each call in
-# up to 5 attempts of its own (`S3FileSystem.retries`, `--storage-option retries=N`),
+# up to 5 attempts of its own (`S3FileSystem.retries`; `--storage-option retries=N` sets it),
 # without jitter, for timeouts, SlowDown and a body that broke off mid-read.
 S3_CONNECT_TIMEOUT_S = 10
 S3_READ_TIMEOUT_S = 60
@@ -89,8 +89,9 @@ class StorageOptions(BaseModel):
 
     `options` are keyword arguments for the fsspec filesystem. For s3:// they are
     those of `s3fs.S3FileSystem`, plus connect_timeout, read_timeout (seconds),
-    max_attempts and addressing_style for botocore's Config, and region_name and
-    verify for the botocore client.
+    max_attempts and addressing_style for botocore's Config, region_name and
+    verify for the botocore client, and retries for the attempts of s3fs's own
+    retry loop.
     """
 
     # hide_input_in_errors keeps rejected values, which may be credentials, out of error messages.
@@ -270,6 +271,8 @@ def _s3_filesystem(storage: StorageOptions) -> fsspec.AbstractFileSystem:
             client_kwargs[name] = options.pop(name)
     if storage.endpoint_url:
         client_kwargs["endpoint_url"] = storage.endpoint_url
+    # A class attribute of S3FileSystem, not a constructor argument.
+    s3fs_attempts = options.pop("retries", None)
 
     fs = fsspec.filesystem(
         "s3",
@@ -278,6 +281,10 @@ def _s3_filesystem(storage: StorageOptions) -> fsspec.AbstractFileSystem:
         config_kwargs=config_kwargs,
         **options,
     )
+    if s3fs_attempts is not None:
+        # NOTE: fsspec caches filesystems by constructor arguments, so two option sets that
+        # differ only in retries share one instance, and the last call's value applies.
+        fs.retries = max(1, int(s3fs_attempts))
     _count_retries(fs)
     return fs
 
@@ -287,8 +294,9 @@ class _RetryCounter:
 
     botocore emits "request-created" once per attempt and stores the attempt
     number (1 for the first try) in the request context, so every attempt
-    above 1 is one retry. Retries made by the s3fs loop around a call start a
-    new call at attempt 1 and are not counted.
+    above 1 is one retry. Not counted: retries made by the s3fs loop around a
+    call, which start a new call at attempt 1, and the one resend that aiohttp
+    makes by itself when a reused keep-alive connection turns out closed.
     """
 
     def __init__(self) -> None:

@@ -1,8 +1,9 @@
 """A fault-injecting HTTP proxy on 127.0.0.1, in front of an S3 endpoint such as moto's server.
 
 The scan's `--endpoint-url` points at the proxy. Each request is either
-forwarded to the upstream endpoint unchanged or answered with a fault, chosen
-by a seeded random generator:
+forwarded to the upstream endpoint unchanged or answered with a fault. A
+seeded random generator picks the faulty requests, and the faults take the
+kinds in turn, so that three faults in a row cover all of them:
 
 - "slowdown": 503 with the S3 error document of code SlowDown;
 - "internal": 500 with the S3 error document of code InternalError;
@@ -89,7 +90,7 @@ class FaultProxy:
             if any(key in path for key in self.fail_keys):
                 kind = "internal"
             elif self._random.random() < self.fault_rate:
-                kind = self._random.choice(self.kinds)
+                kind = self.kinds[sum(self.injected.values()) % len(self.kinds)]
             else:
                 return None
             self.injected[kind] += 1
