@@ -38,8 +38,8 @@ REDACTED = "***"
 # random() * min(scale * 2 ** (attempt - 1), 20) seconds between attempts: exponential
 # backoff with full jitter, where scale is 1 for throttling and 0.05 otherwise (botocore
 # 1.43, `botocore.retries.standard.ExponentialBackoff`). s3fs 2026.9.0 wraps each call in
-# up to 5 attempts of its own (`S3FileSystem.retries`; `--storage-option retries=N` sets it),
-# without jitter, for timeouts, SlowDown and a body that broke off mid-read.
+# up to 5 attempts of its own (`S3FileSystem.retries`, set by `--storage-option retries=N`).
+# Those have no jitter and cover timeouts, SlowDown and a body that broke off mid-read.
 S3_CONNECT_TIMEOUT_S = 10
 S3_READ_TIMEOUT_S = 60
 S3_MAX_ATTEMPTS = 4
@@ -327,10 +327,9 @@ def storage_retry_count() -> int:
 def _count_retries(fs: fsspec.AbstractFileSystem) -> None:
     """Register the retry counter on the botocore client of `fs`, once per client.
 
-    botocore's event system is the library's hook for observing requests;
-    `unique_id` makes a second registration on the same client a no-op, and
-    fsspec hands out the same cached filesystem, and so the same client, for
-    equal options.
+    botocore's event system is the library's hook for observing requests.
+    fsspec returns the same cached filesystem, and so the same client, for
+    equal options, and `unique_id` makes a second registration a no-op.
     """
     # NOTE: s3fs creates a new client when it reconnects (for example after a
     # fork); the first `filesystem_for` call after that registers the counter again.

@@ -1,7 +1,7 @@
 """A fault-injecting HTTP proxy on 127.0.0.1, in front of an S3 endpoint such as moto's server.
 
 The scan's `--endpoint-url` points at the proxy. Each request is either
-forwarded to the upstream endpoint unchanged or answered with a fault. A
+forwarded to the upstream endpoint unchanged or given a fault instead of a response. A
 seeded random generator picks the faulty requests, and the faults take the
 kinds in turn, so that three faults in a row cover all of them:
 

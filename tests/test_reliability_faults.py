@@ -44,11 +44,11 @@ def statistics(result: dict) -> dict:
 
 def without_locations(result: dict) -> dict:
     """Statistics without the fields that name object URLs, for comparing local files with S3."""
-    kept = statistics(result)
-    kept.pop("truncated_objects")
-    kept.pop("warnings")
-    kept["errors"] = {key: value for key, value in kept["errors"].items() if key != "samples"}
-    return kept
+    compared = statistics(result)
+    compared.pop("truncated_objects")
+    compared.pop("warnings")
+    compared["errors"] = {key: value for key, value in compared["errors"].items() if key != "samples"}
+    return compared
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +92,7 @@ def assert_each_shard_once(outcome) -> None:
     assert list(outcome.bundle.shard_ids) == planned
 
 
-# Storage that answers with errors or drops connections.
+# Storage that returns errors or drops connections.
 
 
 def test_s3_faults_match_clean_run(clean, s3_corpus, s3_endpoint, tmp_path):
