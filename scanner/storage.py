@@ -260,7 +260,9 @@ def _s3_filesystem(storage: StorageOptions) -> fsspec.AbstractFileSystem:
     config_kwargs: dict[str, Any] = {
         "connect_timeout": options.pop("connect_timeout", S3_CONNECT_TIMEOUT_S),
         "read_timeout": options.pop("read_timeout", S3_READ_TIMEOUT_S),
-        "retries": {"max_attempts": options.pop("max_attempts", S3_MAX_ATTEMPTS), "mode": "standard"},
+        # botocore's Config reads "max_attempts" as retries after the first try, and
+        # "total_max_attempts" as attempts including it (botocore 1.43 `Config` docstring).
+        "retries": {"total_max_attempts": options.pop("max_attempts", S3_MAX_ATTEMPTS), "mode": "standard"},
     }
     if "addressing_style" in options:
         config_kwargs["s3"] = {"addressing_style": options.pop("addressing_style")}
