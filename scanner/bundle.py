@@ -19,6 +19,7 @@ header, the sketch arrays in the payload.
 from dataclasses import dataclass, field
 
 import numpy as np
+from pydantic import ValidationError
 
 from scanner.codec import decode_frame, encode_frame
 from scanner.settings import SketchSettings
@@ -197,7 +198,7 @@ class Bundle:
     @classmethod
     def from_bytes(cls, data: bytes) -> "Bundle":
         meta, arrays = decode_frame(data, _KIND)
-        settings = SketchSettings.model_validate(meta["settings"])
+        settings = _settings_of(meta["settings"])
         heavy_arrays = {
             key.removeprefix("heavy_hitters/"): array
             for key, array in arrays.items()
@@ -239,6 +240,20 @@ class Bundle:
             },
             **_contamination_from_parts(meta, arrays),
         )
+
+
+def _settings_of(stored: dict) -> SketchSettings:
+    """Validate the settings stored in a bundle; raise BundleMismatchError naming each unsupported one."""
+    try:
+        return SketchSettings.model_validate(stored)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in item['loc'])} {item.get('input')!r}: {item['msg']}"
+            for item in error.errors()
+        )
+        raise BundleMismatchError(
+            f"cannot use a bundle made with settings this scanner does not support: {problems}"
+        ) from None
 
 
 def _with_prefix(arrays: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:

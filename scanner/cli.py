@@ -21,6 +21,7 @@ from collections.abc import Sequence
 
 from pydantic import ValidationError
 
+from scanner.bundle import BundleMismatchError
 from scanner.config import ScanConfig
 from scanner.demo import (
     DEFAULT_DOCUMENTS,
@@ -36,7 +37,7 @@ from scanner.plan import build_plan
 from scanner.result import ScanResult
 from scanner.settings import parse_orders
 from scanner.sources import SourceError, list_objects
-from scanner.storage import StorageOptions, redact_url
+from scanner.storage import StorageOptions, UnwritableLocationError, check_local_directory_writable, redact_url
 
 logger = logging.getLogger("scanner.cli")
 
@@ -894,12 +895,16 @@ def describe_validation_error(error: ValidationError, prefix: tuple[str, ...] = 
 
 
 def check_output_location(out: str) -> None:
-    """Raise UsageError when a local output location exists and is not a directory."""
+    """Raise UsageError when a local output location is a file, read-only or full."""
     if "://" in out and not out.startswith("file://"):
         return
     path = pathlib.Path(out.removeprefix("file://")).expanduser()
     if path.exists() and not path.is_dir():
         raise UsageError(f"invalid --out {out!r}: it is a file; give a directory to write result.json and tables into")
+    try:
+        check_local_directory_writable(str(path.absolute()), "--out")
+    except UnwritableLocationError as error:
+        raise UsageError(str(error)) from None
 
 
 def check_ray_address(address: str | None, timeout: float = 10.0) -> None:
@@ -949,14 +954,17 @@ def run_and_write(config: ScanConfig, progress_enabled: bool | None) -> tuple[Sc
 
     try:
         outcome = run_scan(config, progress_enabled=progress_enabled)
-    except (SourceError, ProfileMismatchError, RegistryError) as error:
+    except (SourceError, ProfileMismatchError, RegistryError, UnwritableLocationError, BundleMismatchError) as error:
         raise UsageError(str(error)) from None
     except FileNotFoundError as error:
         if config.profile is None:
             raise
         raise UsageError(str(error)) from None
     result = build_result(outcome)
-    location = write_outputs(outcome, result, config.out, config.storage)
+    try:
+        location = write_outputs(outcome, result, config.out, config.storage)
+    except UnwritableLocationError as error:
+        raise UsageError(str(error)) from None
     return result, location
 
 

@@ -24,7 +24,7 @@ from fsspec.implementations.local import LocalFileSystem
 
 from scanner.report import render_report
 from scanner.result import ScanResult
-from scanner.storage import StorageOptions, filesystem_for, redact_url, url_for
+from scanner.storage import StorageOptions, filesystem_for, redact_url, unwritable_error, url_for
 from scanner.tables import build_tables, parquet_bytes
 
 if TYPE_CHECKING:
@@ -43,7 +43,10 @@ def write_outputs(outcome: ScanOutcome, result: ScanResult, out: str, storage: S
     root = root.rstrip("/") or "/"
     local = isinstance(fs, LocalFileSystem)
     if local:
-        os.makedirs(os.path.join(root, TABLES_DIR), exist_ok=True)
+        try:
+            os.makedirs(os.path.join(root, TABLES_DIR), exist_ok=True)
+        except OSError as error:
+            raise unwritable_error(root, "--out", error) from None
 
     def write(relative_path: str, data: bytes) -> None:
         path = f"{root}/{relative_path}"
@@ -69,6 +72,8 @@ def _write_local(path: str, data: bytes) -> None:
         with open(temporary, "wb") as handle:
             handle.write(data)
         os.replace(temporary, path)
+    except OSError as error:
+        raise unwritable_error(os.path.dirname(path), "--out", error) from None
     finally:
         if os.path.exists(temporary):
             os.remove(temporary)

@@ -238,6 +238,11 @@ class ScanResult(_Model):
     truncated_objects: list[str] = Field(
         description="objects that ended early, so records after that point are missing"
     )
+    storage_retries: int = Field(
+        0,
+        description="S3 requests that botocore retried after an error or a dropped connection: those of the "
+        "driver (listing, planning) and those of the completed shards' reads"
+    )
     resumed_shards: int = Field(description="shards taken from checkpoints of an earlier run")
     seconds: float = Field(description="wall-clock time of the scan, planning included")
 
@@ -300,6 +305,8 @@ def build_result(outcome: ScanOutcome) -> ScanResult:
         warnings=report.warnings,
         dropped_warnings=report.dropped_warnings,
         truncated_objects=sorted({summary["url"] for summary in outcome.summaries if summary["report"]["truncated"]}),
+        storage_retries=outcome.driver_storage_retries
+        + sum(summary.get("storage_retries", 0) for summary in outcome.summaries),
         resumed_shards=outcome.resumed_shards,
         seconds=round(outcome.seconds, 3),
     )

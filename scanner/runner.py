@@ -8,8 +8,9 @@ tasks, `MERGE_FAN_IN` at a time, as soon as enough are ready, so the driver
 holds object references, never a growing list of bundles.
 
 A worker that crashes has its task retried (`task_retries`); storage errors
-(OSError) are retried the same way. A shard that still fails is reported, not
-merged. Every shard id enters the merge at most once, and `Bundle.merge`
+(OSError) are retried the same way, after botocore and s3fs have retried the
+request itself (see `scanner.storage`). A shard that still fails is reported,
+not merged. Every shard id enters the merge at most once, and `Bundle.merge`
 rejects a second copy, so a shard that Ray ran twice is counted once.
 """
 
@@ -21,7 +22,7 @@ from dataclasses import dataclass, field
 
 import ray
 
-from scanner.bundle import Bundle
+from scanner.bundle import Bundle, BundleMismatchError
 from scanner.checkpoints import CheckpointStore
 from scanner.config import ScanConfig
 from scanner.plan import Plan, build_plan
@@ -31,6 +32,7 @@ from scanner.progress import Progress
 from scanner.scoring import ProfileScorer
 from scanner.shard_task import scan_shard
 from scanner.sources import list_objects
+from scanner.storage import storage_retry_count
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +49,7 @@ class ScanOutcome:
     summaries: list[dict] = field(default_factory=list)
     failures: list[dict] = field(default_factory=list)
     resumed_shards: int = 0
+    driver_storage_retries: int = 0  # S3 request retries of the driver: listing, planning, profile and registry
     seconds: float = 0.0
     profile: ReferenceProfile | None = None
     registry: dict[str, dict] | None = None  # per dataset, `Registry.summary()` of the scan's registry
@@ -143,6 +146,7 @@ def _workers(config: ScanConfig) -> int:
 def run_scan(config: ScanConfig, progress_enabled: bool | None = None) -> ScanOutcome:
     """Plan and run a scan; return its outcome. Raises SourceError when sources match nothing."""
     started = time.monotonic()
+    retries_before = storage_retry_count()
     profile = None
     if config.profile is not None:
         # Fail before any work when the profile is missing, unreadable or built for other settings.
@@ -160,6 +164,7 @@ def run_scan(config: ScanConfig, progress_enabled: bool | None = None) -> ScanOu
     logger.info("scan planned: %d objects, %d shards, %d bytes", plan.total_objects, len(plan.shards), plan.total_bytes)
 
     store = CheckpointStore(config.resolved_state_dir, config)
+    store.check_writable()
     checkpointed = store.completed() if config.resume else {}
     planned_ids = {shard.shard_id for shard in plan.shards}
     checkpointed = {shard_id: summary for shard_id, summary in checkpointed.items() if shard_id in planned_ids}
@@ -176,6 +181,7 @@ def run_scan(config: ScanConfig, progress_enabled: bool | None = None) -> ScanOu
     if registry is not None:
         _check_registry_unchanged(outcome, registry.digest)
         outcome.registry = registry.summary()
+    outcome.driver_storage_retries = storage_retry_count() - retries_before
     outcome.seconds = time.monotonic() - started
     logger.info(
         "scan finished in %.1f s: %d shards merged, %d failed",
@@ -230,7 +236,11 @@ def _execute(config: ScanConfig, plan: Plan, checkpointed: dict[str, dict], prog
             progress.shard_done(summary)
 
     progress.close()
-    outcome.bundle = merge.result()
+    try:
+        outcome.bundle = merge.result()
+    except BundleMismatchError as error:
+        # Ray wraps the merge task's error; raise the original message without the remote traceback.
+        raise BundleMismatchError(str(getattr(error, "cause", None) or error)) from None
     outcome.summaries.sort(key=lambda summary: summary["shard_id"])
     return outcome
 

@@ -7,6 +7,7 @@ summary before returning them.
 """
 
 import logging
+import os
 import time
 
 from scanner.accumulator import ShardAccumulator
@@ -18,9 +19,16 @@ from scanner.plan import Shard
 from scanner.profile import ReferenceProfile
 from scanner.registry import RegistryMatcher, load_registry
 from scanner.scoring import ProfileScorer
-from scanner.storage import filesystem_for
+from scanner.storage import filesystem_for, storage_retry_count
 
 logger = logging.getLogger(__name__)
+
+# Test-only fault hook, inert unless the variable is set: a directory in which the
+# task leaves one marker per shard. The first time a shard is checkpointed, the
+# task creates the marker and ends its worker process before returning, which is
+# a worker killed after its shard finished but before it reported. Ray then runs
+# the task again, and the second run finds the marker and returns normally.
+CRASH_AFTER_CHECKPOINT_VARIABLE = "CORPUS_SCANNER_TEST_CRASH_AFTER_CHECKPOINT"
 
 
 _scorers: dict[tuple[str, str], ProfileScorer] = {}
@@ -59,6 +67,7 @@ def scan_shard(shard: Shard, config: ScanConfig) -> tuple[dict, bytes]:
     took. Exceptions from storage or a reader propagate to the caller.
     """
     started = time.perf_counter()
+    retries_before = storage_retry_count()
     fs, path = filesystem_for(shard.url, config.storage)
     report = ReadReport()
     for warning in shard.warnings:
@@ -95,8 +104,23 @@ def scan_shard(shard: Shard, config: ScanConfig) -> tuple[dict, bytes]:
         "bytes": bundle.bytes,
         "tokens": bundle.tokens,
         "seconds": round(time.perf_counter() - started, 6),
+        "storage_retries": storage_retry_count() - retries_before,
         "report": report.to_dict(),
     }
     CheckpointStore(config.resolved_state_dir, config).save(shard.shard_id, bundle_bytes, summary)
+    _crash_after_checkpoint_for_tests(shard.shard_id)
     logger.debug("shard %s done: %d documents", shard.shard_id, bundle.documents)
     return summary, bundle_bytes
+
+
+def _crash_after_checkpoint_for_tests(shard_id: str) -> None:
+    marker_directory = os.environ.get(CRASH_AFTER_CHECKPOINT_VARIABLE)
+    if not marker_directory:
+        return
+    marker = os.path.join(marker_directory, shard_id.replace("/", "_"))
+    try:
+        with open(marker, "x"):
+            pass
+    except FileExistsError:
+        return
+    os._exit(1)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import threading
 from collections.abc import Iterable
 from typing import Any, Union
 from urllib.parse import urlsplit, urlunsplit
@@ -32,8 +33,13 @@ _FLOAT_PATTERN = re.compile(r"[+-]?(\d+\.\d*|\.\d+|\d+(\.\d*)?[eE][+-]?\d+)")
 REDACTED = "***"
 
 # Timeouts in seconds and botocore attempts (first try included) for S3 requests.
-# s3fs 2026.9.0 wraps each call in up to 5 attempts of its own (`S3FileSystem.retries`)
-# for timeouts and dropped connections, on top of the botocore attempts.
+# botocore's "standard" retry mode retries HTTP 500, 502, 503 and 504, throttling errors
+# such as SlowDown, and dropped or refused connections. It waits
+# random() * min(scale * 2 ** (attempt - 1), 20) seconds between attempts: exponential
+# backoff with full jitter, where scale is 1 for throttling and 0.05 otherwise (botocore
+# 1.43, `botocore.retries.standard.ExponentialBackoff`). s3fs 2026.9.0 wraps each call in
+# up to 5 attempts of its own (`S3FileSystem.retries`, set by `--storage-option retries=N`).
+# Those have no jitter and cover timeouts, SlowDown and a body that broke off mid-read.
 S3_CONNECT_TIMEOUT_S = 10
 S3_READ_TIMEOUT_S = 60
 S3_MAX_ATTEMPTS = 4
@@ -42,7 +48,40 @@ S3_MAX_ATTEMPTS = 4
 _S3_CLIENT_OPTIONS = ("region_name", "verify")
 
 _LOCAL_PROTOCOLS = (None, "file", "local")
+
+_RETRY_COUNTER_ID = "corpus-scanner-storage-retries"
 _S3_PROTOCOLS = ("s3", "s3a")
+
+
+class UnwritableLocationError(Exception):
+    """A local output or state directory that cannot be written: read-only, full or not permitted."""
+
+
+def check_local_directory_writable(path: str, role: str) -> None:
+    """Create the local directory `path` and write and remove a probe file in it.
+
+    `role` names the option in the message, such as "--state-dir". Raises
+    UnwritableLocationError naming the path, the reason and the fix.
+    """
+    probe = os.path.join(path, f".write-probe-{os.getpid()}")
+    try:
+        os.makedirs(path, exist_ok=True)
+        with open(probe, "wb") as handle:
+            handle.write(b"probe")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.remove(probe)
+    except OSError as error:
+        raise unwritable_error(path, role, error) from None
+
+
+def unwritable_error(path: str, role: str, error: OSError) -> UnwritableLocationError:
+    """Return the error for a failed write under `path`, with the system's reason and the fix."""
+    reason = error.strerror or str(error)
+    return UnwritableLocationError(
+        f"cannot write to the {role} directory {path}: {reason} (errno {error.errno}); "
+        f"free space there or give a writable {role}"
+    )
 
 
 class StorageOptions(BaseModel):
@@ -50,8 +89,9 @@ class StorageOptions(BaseModel):
 
     `options` are keyword arguments for the fsspec filesystem. For s3:// they are
     those of `s3fs.S3FileSystem`, plus connect_timeout, read_timeout (seconds),
-    max_attempts and addressing_style for botocore's Config, and region_name and
-    verify for the botocore client.
+    max_attempts and addressing_style for botocore's Config, region_name and
+    verify for the botocore client, and retries for the attempts of s3fs's own
+    retry loop.
     """
 
     # hide_input_in_errors keeps rejected values, which may be credentials, out of error messages.
@@ -220,7 +260,9 @@ def _s3_filesystem(storage: StorageOptions) -> fsspec.AbstractFileSystem:
     config_kwargs: dict[str, Any] = {
         "connect_timeout": options.pop("connect_timeout", S3_CONNECT_TIMEOUT_S),
         "read_timeout": options.pop("read_timeout", S3_READ_TIMEOUT_S),
-        "retries": {"max_attempts": options.pop("max_attempts", S3_MAX_ATTEMPTS), "mode": "standard"},
+        # botocore's Config reads "max_attempts" as retries after the first try, and
+        # "total_max_attempts" as attempts including it (botocore 1.43 `Config` docstring).
+        "retries": {"total_max_attempts": options.pop("max_attempts", S3_MAX_ATTEMPTS), "mode": "standard"},
     }
     if "addressing_style" in options:
         config_kwargs["s3"] = {"addressing_style": options.pop("addressing_style")}
@@ -231,14 +273,69 @@ def _s3_filesystem(storage: StorageOptions) -> fsspec.AbstractFileSystem:
             client_kwargs[name] = options.pop(name)
     if storage.endpoint_url:
         client_kwargs["endpoint_url"] = storage.endpoint_url
+    # A class attribute of S3FileSystem, not a constructor argument.
+    s3fs_attempts = options.pop("retries", None)
 
-    return fsspec.filesystem(
+    fs = fsspec.filesystem(
         "s3",
         anon=storage.anon,
         client_kwargs=client_kwargs,
         config_kwargs=config_kwargs,
         **options,
     )
+    if s3fs_attempts is not None:
+        # NOTE: fsspec caches filesystems by constructor arguments, so two option sets that
+        # differ only in retries share one instance, and the last call's value applies.
+        fs.retries = max(1, int(s3fs_attempts))
+    _count_retries(fs)
+    return fs
+
+
+class _RetryCounter:
+    """Counts the S3 request retries that botocore makes in this process.
+
+    botocore emits "request-created" once per attempt and stores the attempt
+    number (1 for the first try) in the request context, so every attempt
+    above 1 is one retry. Not counted: retries made by the s3fs loop around a
+    call, which start a new call at attempt 1, and the one resend that aiohttp
+    makes by itself when a reused keep-alive connection turns out closed.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._retries = 0
+
+    def __call__(self, request, operation_name: str, **_) -> None:
+        attempt = request.context.get("retries", {}).get("attempt", 1)
+        if attempt > 1:
+            with self._lock:
+                self._retries += 1
+            logger.info("retrying S3 %s, attempt %d", operation_name, attempt)
+
+    @property
+    def retries(self) -> int:
+        with self._lock:
+            return self._retries
+
+
+_retry_counter = _RetryCounter()
+
+
+def storage_retry_count() -> int:
+    """Return the S3 request retries made in this process so far (see `_RetryCounter`)."""
+    return _retry_counter.retries
+
+
+def _count_retries(fs: fsspec.AbstractFileSystem) -> None:
+    """Register the retry counter on the botocore client of `fs`, once per client.
+
+    botocore's event system is the library's hook for observing requests.
+    fsspec returns the same cached filesystem, and so the same client, for
+    equal options, and `unique_id` makes a second registration a no-op.
+    """
+    # NOTE: s3fs creates a new client when it reconnects (for example after a
+    # fork); the first `filesystem_for` call after that registers the counter again.
+    fs.s3.meta.events.register("request-created.s3", _retry_counter, unique_id=_RETRY_COUNTER_ID)
 
 
 def url_for(fs: fsspec.AbstractFileSystem, path: str) -> str:

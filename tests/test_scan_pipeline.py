@@ -109,13 +109,32 @@ def test_failed_shard_is_reported_and_others_merged(corpus, tmp_path):
 DRIVER = """
 import sys
 from scanner.config import ScanConfig
+from scanner.result import build_result
 from scanner.runner import run_scan
 from scanner.settings import SketchSettings
 config = ScanConfig(sources=[sys.argv[1]], out=sys.argv[2], num_workers=1, resume=True,
                     sketch=SketchSettings(hll_precision=12, countmin_blocks_log2=12))
 outcome = run_scan(config, progress_enabled=False)
 open(sys.argv[3], "wb").write(outcome.bundle.to_bytes())
+open(sys.argv[3] + ".json", "w").write(build_result(outcome).to_json())
 """
+
+# Fields of result.json that describe the run, not the corpus.
+RUN_DETAILS = ("seconds", "storage_retries", "resumed_shards", "scanner_version")
+
+
+def result_statistics(bundle_path: pathlib.Path) -> dict:
+    """The result.json statistics that the driver wrote beside the bundle, without the run details."""
+    result = json.loads(pathlib.Path(f"{bundle_path}.json").read_text())
+    return {key: value for key, value in result.items() if key not in RUN_DETAILS}
+
+
+def assert_each_shard_once(bundle_path: pathlib.Path, shards: int) -> None:
+    bundle = Bundle.from_bytes(bundle_path.read_bytes())
+    result = json.loads(pathlib.Path(f"{bundle_path}.json").read_text())
+    assert len(bundle.shard_ids) == len(set(bundle.shard_ids)) == shards
+    assert result["shards"]["completed"] == shards
+    assert result["shards"]["failed"] == 0
 
 
 def run_driver(corpus, out, bundle_path, environment):
@@ -168,6 +187,9 @@ def test_resume_after_driver_killed(tmp_path):
     assert resumed.wait(timeout=600) == 0, resumed.stderr.read().decode()[-2000:]
 
     assert (tmp_path / "resumed.bundle").read_bytes() == (tmp_path / "clean.bundle").read_bytes()
+    assert result_statistics(tmp_path / "resumed.bundle") == result_statistics(tmp_path / "clean.bundle")
+    assert_each_shard_once(tmp_path / "resumed.bundle", 12)
+    assert json.loads((tmp_path / "resumed.bundle.json").read_text())["resumed_shards"] == done_before_kill
 
 
 def test_crashed_worker_task_is_retried(tmp_path):
@@ -200,3 +222,5 @@ def test_crashed_worker_task_is_retried(tmp_path):
     crashed = Bundle.from_bytes((tmp_path / "crash.bundle").read_bytes())
     assert crashed.documents == 12_000
     assert crashed.to_bytes() == (tmp_path / "clean.bundle").read_bytes()
+    assert result_statistics(tmp_path / "crash.bundle") == result_statistics(tmp_path / "clean.bundle")
+    assert_each_shard_once(tmp_path / "crash.bundle", 4)

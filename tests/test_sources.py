@@ -129,7 +129,7 @@ def test_filesystem_for_s3_timeouts() -> None:
     assert fs.client_kwargs["endpoint_url"] == "http://127.0.0.1:9"
     assert fs.config_kwargs["read_timeout"] == 5
     assert fs.config_kwargs["connect_timeout"] > 0
-    assert fs.config_kwargs["retries"]["max_attempts"] == 2
+    assert fs.config_kwargs["retries"]["total_max_attempts"] == 2
 
 
 def test_filesystem_for_s3_anonymous() -> None:
