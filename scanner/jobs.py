@@ -230,10 +230,13 @@ def prepare_command(command: Sequence[str]) -> list[str]:
     out = getattr(arguments, "out", None)
     if isinstance(out, str) and ("://" not in out or out.startswith("file://")):
         logger.warning("--out %s is a local path: the job writes it on the cluster node that runs its driver", out)
-    if any(is_secret_key(item.partition("=")[0]) for item in _storage_options(command)):
-        logger.warning(
-            "the command contains credentials in --storage-option; the cluster stores the entrypoint, and anyone "
-            "who can list its jobs can read them. Prefer credentials from the cluster's environment"
+    secrets = [item.partition("=")[0] for item in _storage_options(command) if is_secret_key(item.partition("=")[0])]
+    if secrets:
+        # The cluster keeps the entrypoint in its job table, where anyone who can list jobs reads it.
+        raise JobsError(
+            f"invalid --storage-option {secrets[0]}=...: a submitted command must not carry credentials, because "
+            "the cluster stores it with the job. Give the cluster's nodes their credentials (an instance role or "
+            "their environment) and remove the option"
         )
     return command
 

@@ -428,3 +428,13 @@ def test_dependency_requirements_without_ray():
     assert any(requirement.startswith("numba") for requirement in requirements)
     assert not any(requirement.lower().startswith("ray") for requirement in requirements)
     assert not any(requirement.startswith("pytest") for requirement in requirements)
+
+
+def test_submit_refuses_credentials_in_the_command():
+    command = ["scan", "s3://bucket/crawl/", "--out", "s3://bucket/out", "--storage-option", "secret=visible-secret-123"]
+
+    with pytest.raises(jobs.JobsError) as raised:
+        jobs.prepare_command(command)
+
+    assert "must not carry credentials" in str(raised.value)
+    assert "visible-secret-123" not in str(raised.value)
