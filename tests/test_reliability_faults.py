@@ -6,6 +6,7 @@ fault proxy of tests/faultproxy.py. The only mocks simulate a full disk, and eac
 says so where it is used.
 """
 
+import builtins
 import errno
 import json
 import os
@@ -342,3 +343,29 @@ def test_local_and_s3_statistics_agree(clean, s3_corpus, s3_endpoint, tmp_path):
 
     assert result["storage_retries"] == 0
     assert without_locations(result) == without_locations(clean)
+
+
+def read_only_under(directory: pathlib.Path):
+    """An `open` that refuses writes under `directory` as a read-only directory would.
+
+    A simulation for machines where the tests run as root, for whom chmod does not
+    make a directory read-only (the chmod tests above skip there).
+    """
+    real_open = builtins.open
+
+    def guarded_open(file, mode="r", *args, **kwargs):
+        if any(flag in mode for flag in "wax+") and str(file).startswith(str(directory)):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(file))
+        return real_open(file, mode, *args, **kwargs)
+
+    return guarded_open
+
+
+@pytest.mark.parametrize("which", ["state", "out"])
+def test_unwritable_directory_is_reported_simulated(corpus, tmp_path, capsys, monkeypatch, which):
+    state, out = tmp_path / "state", tmp_path / "out"
+    monkeypatch.setattr(builtins, "open", read_only_under(state if which == "state" else out))
+
+    code = main(["scan", str(corpus), "--out", str(out), "--state-dir", str(state), "--no-progress"])
+
+    assert_one_line_error(capsys, code, state if which == "state" else out, "Permission denied")
