@@ -404,3 +404,27 @@ def test_nfc_and_nfd_files_same_tokens(tmp_path):
     assert nfc.column("text").to_pylist() != nfd.column("text").to_pylist()
     assert tokens_of(nfc.column("text").to_pylist()) == tokens_of(nfd.column("text").to_pylist())
     assert tokens_of(nfc.column("text").to_pylist())[0][:3] == ["ångström", "café", "naïve"]
+
+
+def test_parquet_row_group_over_2_gib_is_read_in_bounded_batches(tmp_path):
+    # 2,200 values of 1 MiB in ONE row group: 2.3 GB of strings, past the 2 GiB that
+    # 32-bit string offsets can address. Writing takes about 20 s and 5 GB of memory.
+    path = tmp_path / "big.parquet"
+    value = ("abcdefghij " * 100_000)[: 1 << 20]
+    nulls = {7, 1_000, 2_199}
+    values = pa.array([None if row in nulls else value for row in range(2_200)], type=pa.large_string())
+    with pq.ParquetWriter(path, pa.schema([("text", pa.large_string())]), compression="none", use_dictionary=False) as writer:
+        writer.write_table(pa.table({"text": values}), row_group_size=len(values))
+    del values
+    assert pq.ParquetFile(path).metadata.num_row_groups == 1
+
+    report = ReadReport()
+    options = ReadOptions(batch_bytes=8 << 20)
+    records, largest = [], 0
+    for batch in iter_record_batches(lambda: open(path, "rb"), str(path), options, report):
+        records += batch.column("record").to_pylist()
+        largest = max(largest, batch.column("text").nbytes)
+
+    assert records == [row for row in range(2_200) if row not in nulls]
+    assert report.counters["null_text"] == len(nulls)
+    assert largest <= options.batch_bytes + (1 << 20) + 64
