@@ -13,6 +13,8 @@ The same objects, options and detector give the same plan and shard ids.
 
 from __future__ import annotations
 
+import dataclasses
+
 import hashlib
 import logging
 import math
@@ -184,12 +186,19 @@ def build_plan(
 
 def _plan_object(info: ObjectInfo, storage: StorageOptions, declared_format: str, target: int) -> list[Shard]:
     fs, path = filesystem_for(info.url, storage)
+    unreadable: tuple[str, ...] = ()
     try:
         head = _read_head(fs, path, info.size)
     except OSError as error:
-        error.add_note(f"while reading the first bytes of {redact_url(info.url)} to detect its format")
-        raise
+        # Storage has already retried the read. The object becomes one shard planned from
+        # its name alone: its task reads it again and fails alone, reported like any
+        # failed shard, instead of stopping the whole scan here.
+        logger.warning("cannot read the first bytes of %s (%s); planning it from its name", redact_url(info.url), error)
+        head = b""
+        unreadable = (f"the first bytes could not be read while planning ({type(error).__name__}): planned from the name",)
     detected = detect_format(head, info.url, declared_format)
+    if unreadable:
+        detected = dataclasses.replace(detected, warnings=detected.warnings + unreadable)
 
     def make_shard(
         *,

@@ -141,6 +141,19 @@ def test_s3_object_never_readable_fails_cleanly(s3_corpus, s3_endpoint, s3_bucke
     assert 1 <= proxy.injected["internal"] <= 2 * (2 * 2 + 2 * 2 * 2)
 
 
+def test_s3_object_unreadable_from_planning_fails_alone(s3_corpus, s3_endpoint, s3_bucket, tmp_path):
+    broken_key = "crawl/part-03.jsonl.gz"
+    with FaultProxy(s3_endpoint) as proxy:
+        proxy.fail_keys = (f"/{s3_bucket}/{broken_key}",)
+        storage = StorageOptions(endpoint_url=proxy.url, options={"max_attempts": 2, "retries": 2})
+        outcome, result = run([s3_corpus], tmp_path / "out", num_workers=2, storage=storage, task_retries=1)
+
+    assert exit_code_for(build_result(outcome)) == 3
+    assert result["shards"]["failed"] == 1
+    assert result["shards"]["failures"][0]["url"].endswith(broken_key)
+    assert result["documents"] == (FILES - 1) * DOCUMENTS_PER_FILE
+
+
 # Ray workers that die.
 
 
