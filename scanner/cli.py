@@ -667,7 +667,7 @@ def _registry_build_command(args: argparse.Namespace) -> int:
     bloom = dataset.bloom_parameters
     print(
         f"registered {config.name!r} in {redact_url(config.out)}: {dataset.manifest['documents']:,} documents, "
-        f"{bloom['ngrams']:,} {bloom['ngram_order']}-grams in a Bloom filter of {bloom['num_bits']:,} bits "
+        f"{bloom['ngrams']:,} {bloom['ngram_order']}-grams (repeats included) in a Bloom filter of {bloom['num_bits']:,} bits "
         f"with false-positive rate {bloom['false_positive_rate']:.2g} per n-gram"
     )
     return EXIT_OK
