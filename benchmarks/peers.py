@@ -8,9 +8,9 @@ files that hold the same documents, and reused by later runs. A larger
 `--megabytes` adds files; a smaller one uses the first files. The benchmark
 measures, on 1 and on 2 workers (processes, Ray workers or datatrove tasks):
 
-- corpus-scanner: `run_scan` on an embedded local Ray with the default sketch
-  settings (n-gram orders 1 to 5, all sketches) and a reference profile, so the
-  synthetic-share likelihood runs too; on the JSONL and on the Parquet files.
+- corpus-scanner: `run_scan` on an embedded local Ray, on the JSONL and on the
+  Parquet files. It uses the default sketch settings (n-gram orders 1 to 5, all
+  sketches) and a reference profile, so the synthetic-share likelihood runs too.
   The profile is built once from two small MarkovCorpus sets and cached: it
   makes the scan do the scoring work, and its estimate means nothing here;
 - datatrove: `DocStats` and `WordStats` (the blocks whose statistics overlap
@@ -89,7 +89,7 @@ WORKER_COUNTS = (1, 2)
 
 
 def _write_file(index: int) -> dict:
-    """Write part `index` as gzip JSONL and as Parquet; return its manifest entry."""
+    """Write part `index` as gzip JSONL and as Parquet, and return its manifest entry."""
     generator = MarkovCorpus(seed=10_000 + index)
     texts = generator.documents(FILE_DOCUMENTS, mean_words=MEAN_WORDS)
     first_id = index * FILE_DOCUMENTS
@@ -145,7 +145,7 @@ def text_megabytes(entries: list[dict]) -> float:
 
 
 def build_benchmark_profile() -> str:
-    """Build the reference profile once from two small MarkovCorpus sets; return its path."""
+    """Build the reference profile once from two small MarkovCorpus sets, and return its path."""
     if PROFILE.exists():
         return str(PROFILE)
     references = DATA / "references"
@@ -163,7 +163,7 @@ def build_benchmark_profile() -> str:
 
 
 def scan(paths: list[pathlib.Path], workers: int, profile: str, out: pathlib.Path) -> tuple[float, list[int]]:
-    """Scan `paths` on an embedded Ray with `workers` workers; return seconds and the peak RSS per worker."""
+    """Scan `paths` on an embedded Ray with `workers` workers, and return seconds and the peak RSS per worker."""
     shutil.rmtree(out, ignore_errors=True)
     config = ScanConfig(sources=[str(path) for path in paths], out=str(out), num_workers=workers, profile=profile)
     with WorkerMemory() as memory:
@@ -208,7 +208,7 @@ def datasketches_pipeline(paths: list[pathlib.Path], workers: int) -> float:
 
 
 def datatrove_pipeline(paths: list[pathlib.Path], tasks: int, scratch: pathlib.Path) -> float:
-    """Run datatrove's document and word statistics on `paths` with `tasks` local tasks; return seconds."""
+    """Run datatrove's document and word statistics on `paths` with `tasks` local tasks, and return seconds."""
     from datatrove.executor import LocalPipelineExecutor
     from datatrove.pipeline.readers import JsonlReader
     from datatrove.pipeline.stats import DocStats, WordStats
@@ -282,8 +282,8 @@ def plot(rows: list[dict], memory: list[tuple[float, list[int]]]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--megabytes", type=float, default=200, help="MB of text in the corpus (the issue asks for 200)")
-    parser.add_argument("--peer-files", type=int, default=2, help="JSONL files given to datatrove and DataSketches")
+    parser.add_argument("--megabytes", type=float, default=200, help="MB of text in the corpus")
+    parser.add_argument("--peer-files", type=int, default=4, help="JSONL files given to datatrove and DataSketches")
     parser.add_argument("--memory-scale", action="store_true", help="also scan a corpus 10 times larger for memory")
     parser.add_argument("--out", default=str(pathlib.Path(tempfile.gettempdir()) / "corpus-scanner-peers"))
     arguments = parser.parse_args()
