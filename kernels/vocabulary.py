@@ -122,3 +122,19 @@ def document_distinct_tokens(token_hashes, document_offsets):
                 document_ids[written] = document
                 written += 1
     return hashes[:written], first_tokens[:written], document_ids[:written]
+
+
+@kernel
+def vocabulary_totals(token_hashes, document_offsets, table_keys, table_slots, vocabulary_size, document_groups, groups):
+    """Count the vocabulary words of all documents, one row per group: returns (groups, vocabulary_size) int64.
+
+    `document_groups` (int64) gives each document's row.
+    """
+    totals = np.zeros((groups, vocabulary_size), dtype=np.int64)
+    for document in range(document_offsets.shape[0] - 1):
+        row = document_groups[document]
+        for index in range(document_offsets[document], document_offsets[document + 1]):
+            slot = lookup_slot(table_keys, table_slots, token_hashes[index])
+            if slot >= 0:
+                totals[row, slot] += 1
+    return totals

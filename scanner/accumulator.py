@@ -14,6 +14,7 @@ import pyarrow as pa
 
 from kernels.features import document_features
 from kernels.ngrams import CM_BLOCK_SLOTS, countmin_query_batch, update_ngram_sketches
+from kernels.vocabulary import vocabulary_totals
 from kernels.texts import gather_ngram_texts
 from scanner.batch import TextBatch
 from scanner.bundle import CONTAMINATION_COUNTERS, FEATURES, Bundle
@@ -42,6 +43,7 @@ class ShardAccumulator:
         shard_id: str,
         scorer: ProfileScorer | None = None,
         matcher: "RegistryMatcher | None" = None,
+        group_indicators: bool = True,
     ):
         self.settings = settings
         self.shard_id = shard_id
@@ -75,6 +77,9 @@ class ShardAccumulator:
         self.token_scratch = TokenScratch()
         self.minhasher = MinHasher(MINHASH_PERMUTATIONS, SHINGLE_ORDER, settings.seed)
         self.diversity = self._new_diversity(group=False)
+        # Indicators per group cost a few hundred KiB per group in memory and in the bundle:
+        # fine for months of a crawl, too much for thousands of domains.
+        self.group_indicators = group_indicators
         self.group_diversity: dict[str, DiversitySketch] = {}
         self.quantiles = {name: QuantileSketch(settings.quantile_relative_accuracy) for name in FEATURES}
         self.moments = {name: Moments() for name in FEATURES}
@@ -143,12 +148,24 @@ class ShardAccumulator:
         return DiversitySketch((self.settings.min_order, self.settings.max_order), self.settings.seed, group, vocabulary)
 
     def _add_diversity(self, batch: TextBatch, tokens, groups, minima: np.ndarray) -> None:
-        vocabulary = self.scorer.vocabulary if self.scorer else None
-        context = document_context(batch, tokens, content_ids(batch), minima, vocabulary)
-        self.diversity.add(context, np.arange(batch.documents, dtype=np.int64), self.minhasher)
+        context = document_context(batch, tokens, content_ids(batch), minima)
+        if not self.group_indicators:
+            groups = None
+        codes, names = groups if groups is not None else (np.zeros(batch.documents, dtype=np.int64), [])
+        totals = None
+        if self.scorer is not None:
+            # One pass counts the profile's words for the corpus and for every group.
+            keys, slots = self.scorer.vocabulary.tables
+            totals = vocabulary_totals(
+                tokens.hashes, tokens.document_offsets, keys, slots, len(self.scorer.vocabulary),
+                np.ascontiguousarray(codes, dtype=np.int64), max(len(names), 1),
+            )
+        self.diversity.add(
+            context, np.arange(batch.documents, dtype=np.int64), self.minhasher,
+            None if totals is None else totals.sum(axis=0),
+        )
         if groups is None:
             return
-        codes, names = groups
         order = np.argsort(codes, kind="stable")
         bounds = np.searchsorted(codes[order], np.arange(len(names) + 1))
         for code, name in enumerate(names):
@@ -158,7 +175,7 @@ class ShardAccumulator:
             sketch = self.group_diversity.get(name)
             if sketch is None:
                 sketch = self.group_diversity[name] = self._new_diversity(group=True)
-            sketch.add(context, members, self.minhasher)
+            sketch.add(context, members, self.minhasher, None if totals is None else totals[code])
 
     def _score(self, batch: TextBatch, tokens, groups) -> None:
         r, human, present, ids, owners = self.scorer.score_units(batch, tokens, self.settings)

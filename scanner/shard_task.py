@@ -72,7 +72,13 @@ def scan_shard(shard: Shard, config: ScanConfig) -> tuple[dict, bytes]:
     report = ReadReport()
     for warning in shard.warnings:
         report.warn(f"{shard.url}: {warning}")
-    accumulator = ShardAccumulator(config.sketch, shard.shard_id, scorer_for(config), matcher_for(config))
+    accumulator = ShardAccumulator(
+        config.sketch,
+        shard.shard_id,
+        scorer_for(config),
+        matcher_for(config),
+        group_indicators=config.group_by == "snapshot",
+    )
 
     batches = iter_record_batches(
         lambda: fs.open(path, "rb"),

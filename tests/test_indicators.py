@@ -304,3 +304,17 @@ def test_report_lists_corpus_and_group_indicators(collapse_scan):
         near = collapse_scan.groups[f"2025-{month:02d}"].indicators.near_duplicate_rate
         assert f"<td>2025-{month:02d}</td>" in section
         assert f"{near:,.4g}" in section
+
+
+def test_group_sketches_only_when_asked_for(diverse):
+    groups = (np.arange(500, dtype=np.int64) % 3, ["a.example", "b.example", "c.example"])
+    texts = pa.array(diverse[:500], type=pa.large_string())
+    with_groups = ShardAccumulator(SETTINGS, "with")
+    without_groups = ShardAccumulator(SETTINGS, "without", group_indicators=False)
+    with_groups.add_texts(texts, groups)
+    without_groups.add_texts(texts, groups)
+
+    assert sorted(with_groups.finish().group_diversity) == ["a.example", "b.example", "c.example"]
+    bundle = without_groups.finish()
+    assert bundle.group_diversity == {}
+    assert sorted(bundle.groups) == ["a.example", "b.example", "c.example"]

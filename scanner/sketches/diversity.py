@@ -60,10 +60,9 @@ class DocumentContext:
     minima: np.ndarray  # uint64 MinHash key; all ones for documents without tokens
     content_ids: np.ndarray  # uint64
     compression: np.ndarray  # float64 ratio for sampled documents, NaN otherwise
-    vocabulary: tuple[np.ndarray, np.ndarray, np.ndarray] | None  # (document of entry, slot, count)
 
 
-def document_context(batch, tokens, content_ids: np.ndarray, minima: np.ndarray, vocabulary=None) -> DocumentContext:
+def document_context(batch, tokens, content_ids: np.ndarray, minima: np.ndarray) -> DocumentContext:
     """Collect what the diversity sketches need from one tokenized batch.
 
     `minima` are the documents' MinHash keys, which the n-gram kernel
@@ -74,12 +73,7 @@ def document_context(batch, tokens, content_ids: np.ndarray, minima: np.ndarray,
         text = batch.data[batch.offsets[document] : batch.offsets[document + 1]].tobytes()
         if text:
             compression[document] = len(zlib.compress(text, 6)) / len(text)
-    counts = None
-    if vocabulary is not None:
-        indptr, slots, values = vocabulary.counts(tokens.hashes, tokens.document_offsets)
-        owners = np.repeat(np.arange(batch.documents, dtype=np.int64), np.diff(indptr))
-        counts = (owners, slots.astype(np.int64), values.astype(np.int64))
-    return DocumentContext(tokens.hashes, tokens.document_offsets, minima, content_ids, compression, counts)
+    return DocumentContext(tokens.hashes, tokens.document_offsets, minima, content_ids, compression)
 
 
 class DiversitySketch:
@@ -115,8 +109,15 @@ class DiversitySketch:
 
     # Accumulation, inside one shard.
 
-    def add(self, context: DocumentContext, documents: np.ndarray, minhasher: MinHasher) -> None:
-        """Add the listed documents (indices into the batch) of one batch."""
+    def add(
+        self,
+        context: DocumentContext,
+        documents: np.ndarray,
+        minhasher: MinHasher,
+        vocabulary_counts: np.ndarray | None = None,
+    ) -> None:
+        """Add the listed documents (indices into the batch) of one batch, and their
+        counts of the profile's vocabulary words when the scan has a profile."""
         documents = np.ascontiguousarray(documents, dtype=np.int64)
         lengths = np.diff(context.document_offsets)[documents]
         self.tokens += int(lengths.sum())
@@ -125,14 +126,8 @@ class DiversitySketch:
         self._add_types(context, documents)
         self._add_documents(context, documents, minhasher)
         self.compression.update_batch(context.compression[documents])
-        if context.vocabulary is not None and self.vocabulary_counts.size:
-            owners, slots, values = context.vocabulary
-            member = np.zeros(context.document_offsets.shape[0] - 1, dtype=bool)
-            member[documents] = True
-            chosen = member[owners]
-            self.vocabulary_counts += np.bincount(
-                slots[chosen], weights=values[chosen], minlength=self.vocabulary_counts.size
-            ).astype(np.int64)
+        if vocabulary_counts is not None and self.vocabulary_counts.size:
+            self.vocabulary_counts += vocabulary_counts
         if self.group:
             group_ngram_update(
                 context.token_hashes,
