@@ -71,8 +71,8 @@ from scanner.batch import TextBatch
 from scanner.bundle import Bundle
 from scanner.codec import decode_frame, encode_frame
 from scanner.config import ReadSettings
-from scanner.formats import ReadReport, iter_record_batches
-from scanner.plan import Shard, build_plan
+from scanner.formats import ReadReport
+from scanner.plan import Shard, build_plan, read_shard
 from scanner.settings import SketchSettings
 from scanner.sketches.ngram_blocks import NgramBlocks
 from scanner.sources import list_objects
@@ -194,19 +194,11 @@ def block_seed(sketch: SketchSettings) -> int:
 def audit_shard(shard: Shard, config: AuditConfig) -> tuple[dict, bytes]:
     """Read one shard on a worker; return (summary, `AuditSide` bytes). Storage and reader errors propagate."""
     started = time.perf_counter()
-    fs, path = filesystem_for(shard.url, config.storage)
     report = ReadReport()
     for warning in shard.warnings:
         report.warn(f"{shard.url}: {warning}")
     accumulator = AuditAccumulator(config.sketch, config.audit, shard.shard_id)
-    batches = iter_record_batches(
-        lambda: fs.open(path, "rb"),
-        shard.url,
-        config.read.options(),
-        report,
-        byte_range=shard.byte_range,
-        row_groups=shard.row_groups,
-    )
+    batches = read_shard(shard, config.storage, config.read.options(), report)
     for batch in batches:
         if batch.num_rows:
             accumulator.add_batch(TextBatch.from_arrow(batch.column("text")))

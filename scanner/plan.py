@@ -20,7 +20,7 @@ import logging
 import math
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Literal
 
@@ -29,6 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, model_validator
 
+from scanner.formats import ReadOptions, ReadReport, iter_record_batches
 from scanner.formats.compression import Compression
 from scanner.formats.detect import HEAD_BYTES, RECORD_FORMATS, RecordFormat, detect_format
 from scanner.sources import ObjectInfo
@@ -374,3 +375,16 @@ def _format_bytes(count: int) -> str:
         if value < 1024:
             return f"{value:.1f} {unit}"
     return f"{value / 1024:.1f} TiB"
+
+
+def read_shard(shard: Shard, storage: StorageOptions, options: ReadOptions, report: ReadReport) -> Iterator[pa.RecordBatch]:
+    """Yield the record batches of one shard: its byte range or row groups of its object."""
+    fs, path = filesystem_for(shard.url, storage)
+    return iter_record_batches(
+        lambda: fs.open(path, "rb"),
+        shard.url,
+        options,
+        report,
+        byte_range=shard.byte_range,
+        row_groups=shard.row_groups,
+    )

@@ -44,8 +44,8 @@ from kernels.bloom import bloom_add_ngrams, bloom_match_documents, ngram_hashes
 from kernels.minhash import band_hashes, near_duplicate_flags
 from scanner.batch import TextBatch
 from scanner.config import ReadSettings
-from scanner.formats import ReadReport, iter_record_batches
-from scanner.plan import Shard, build_plan
+from scanner.formats import ReadReport
+from scanner.plan import Shard, build_plan, read_shard
 from scanner.settings import SketchSettings
 from scanner.sketches.hll import HyperLogLog
 from scanner.sketches.minhash import MinHasher
@@ -328,15 +328,7 @@ def save_dataset(dataset: RegisteredDataset, config: RegistryBuildConfig) -> Non
 
 def _documents(shard: Shard, config: RegistryBuildConfig, report: ReadReport):
     """Yield the tokens of each record batch of a shard, documents without tokens removed."""
-    fs, path = filesystem_for(shard.url, config.storage)
-    batches = iter_record_batches(
-        lambda: fs.open(path, "rb"),
-        shard.url,
-        config.read.options(),
-        report,
-        byte_range=shard.byte_range,
-        row_groups=shard.row_groups,
-    )
+    batches = read_shard(shard, config.storage, config.read.options(), report)
     for batch in batches:
         if not batch.num_rows:
             continue

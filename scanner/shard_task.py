@@ -13,13 +13,13 @@ import time
 from scanner.accumulator import ShardAccumulator
 from scanner.checkpoints import CheckpointStore
 from scanner.config import ScanConfig
-from scanner.formats import ReadReport, iter_record_batches
+from scanner.formats import ReadReport
 from scanner.grouping import group_codes
-from scanner.plan import Shard
+from scanner.plan import Shard, read_shard
 from scanner.profile import ReferenceProfile
 from scanner.registry import RegistryMatcher, load_registry
 from scanner.scoring import ProfileScorer
-from scanner.storage import filesystem_for, storage_retry_count
+from scanner.storage import storage_retry_count
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +68,6 @@ def scan_shard(shard: Shard, config: ScanConfig) -> tuple[dict, bytes]:
     """
     started = time.perf_counter()
     retries_before = storage_retry_count()
-    fs, path = filesystem_for(shard.url, config.storage)
     report = ReadReport()
     for warning in shard.warnings:
         report.warn(f"{shard.url}: {warning}")
@@ -80,14 +79,7 @@ def scan_shard(shard: Shard, config: ScanConfig) -> tuple[dict, bytes]:
         group_indicators=config.group_by == "snapshot",
     )
 
-    batches = iter_record_batches(
-        lambda: fs.open(path, "rb"),
-        shard.url,
-        config.read.options(),
-        report,
-        byte_range=shard.byte_range,
-        row_groups=shard.row_groups,
-    )
+    batches = read_shard(shard, config.storage, config.read.options(), report)
     for batch in batches:
         if batch.num_rows:
             accumulator.add_texts(batch.column("text"), group_codes(batch, config.group_by))
