@@ -13,11 +13,11 @@ measures, on 1 and on 2 workers (processes, Ray workers or datatrove tasks):
   sketches) and a reference profile, so the synthetic-share likelihood runs too.
   The profile is built once from two small MarkovCorpus sets and cached: it
   makes the scan do the scoring work, and its estimate means nothing here;
-- datatrove: `DocStats` and `WordStats` (the blocks whose statistics overlap
-  with ours: documents, characters, words, type-token ratio) after a
-  `JsonlReader` on a `LocalPipelineExecutor` with 1 and 2 tasks, on the first
-  `--peer-files` JSONL files only, because it is about two orders of magnitude
-  slower. Its English word tokenizer is a blank spaCy pipeline, which needs no
+- datatrove: `DocStats` and `WordStats`, the blocks whose statistics overlap
+  with ours (documents, characters, words, type-token ratio). They run after a
+  `JsonlReader` on a `LocalPipelineExecutor` with 1 and 2 tasks. They get the
+  first `--peer-files` JSONL files only, because they are about two orders of
+  magnitude slower. Its English word tokenizer is a blank spaCy pipeline, which needs no
   download; hub access is switched off all the same;
 - plain Python and Apache DataSketches: `run_datasketches` from
   kernel_throughput.py over the same peer files, one file per process;

@@ -1,16 +1,16 @@
 """A Bloom filter of long word n-grams, as uint64 words of bits.
 
 Long n-grams are hashed with a rolling polynomial over the token hashes instead of
-the chained hash of `kernels.hashing`, so the hash of the next position costs two
-multiplications instead of n chained steps (measured: the chained 13-gram hash
-took most of the matching time). For tokens t_0 .. t_{n-1}:
+the chained hash of `kernels.hashing`. The hash of the next position then costs two
+multiplications instead of n chained steps. Measured in `benchmarks/registry_match.py`,
+the chained 13-gram hash took most of the matching time. For tokens t_0 .. t_{n-1}:
 
     p = sum over i of t_i * B**(n - 1 - i)  (mod 2**64), B = PRIME1 of XXH64 (odd)
     h = avalanche(p XOR seed XOR n)
 
 Token hashes are XXH64 values, so two different n-grams give the same p only by
-chance (the difference of two such sums is a polynomial in B whose coefficients are
-differences of independent 64-bit hashes).
+chance. The difference of two such sums is a polynomial in B whose coefficients are
+differences of independent 64-bit hashes.
 
 An n-gram's 64-bit hash h sets or tests
 `num_hashes` bits at (h1 + i * h2) mod num_bits for i = 0 .. num_hashes - 1,

@@ -1,10 +1,11 @@
 """Kernels of the diversity sketch: a sample of word types with exact counts, and
 the per-group HyperLogLog and unigram Count-Min updates.
 
-Type sample (distinct sampling with an adaptive threshold, Gibbons 2001): a word
-type belongs to the sample at level L when the top L bits of its unigram hash
-are zero, so each type is in it with probability 2**-L, whatever its frequency.
-Every occurrence of a sampled type is counted. When the table holds more than
+Type sample: distinct sampling with an adaptive threshold (Gibbons, "Distinct
+Sampling for Highly-Accurate Answers to Distinct Values Queries", VLDB 2001). A
+word type belongs to the sample at level L when the top L bits of its hash are
+zero. Each type is therefore in it with probability 2**-L, whatever its
+frequency. Every occurrence of a sampled type is counted. When the table has more than
 `capacity` types, L rises by one and the types that no longer qualify leave.
 Because L only rises, a type still in the sample was sampled from its first
 occurrence on, so its count is exact.
@@ -77,8 +78,8 @@ def type_sample_update(token_hashes, document_offsets, documents, keys, counts, 
     """Count the sampled word types of the listed documents.
 
     `documents` (int64) lists the documents to count. `keys` and `counts` are an
-    open-addressing table of at least 2 * capacity + 1 slots (a power of two),
-    which holds `size` types at `level`. Returns the new (level, size).
+    open-addressing table of at least 2 * capacity + 1 slots (a power of two)
+    that contains `size` types at `level`. Returns the new (level, size).
     """
     for index in range(documents.shape[0]):
         document = documents[index]

@@ -75,9 +75,11 @@ def minhash_signatures(token_hashes, document_offsets, shingle_order, salts, see
 
 @kernel
 def shingle_minima(token_hashes, document_offsets, shingle_order, salt, seed):
-    """Return each document's minimum of (shingle hash ^ `salt`), the sampling key of
-    the diversity sketch (2**64 - 1 without tokens); `kernels.ngrams` computes the
-    same value in its pass."""
+    """Return each document's minimum of (shingle hash ^ `salt`), or 2**64 - 1 without tokens.
+
+    This is the sampling key of the diversity sketch. `kernels.ngrams` computes the
+    same value in its pass; this function checks it in tests.
+    """
     documents = document_offsets.shape[0] - 1
     out = np.full(documents, EMPTY_SIGNATURE_VALUE, dtype=np.uint64)
     for document in range(documents):

@@ -228,12 +228,12 @@ def update_ngram_sketches(
 ):
     """Feed every n-gram of orders min_order..max_order to the sketches of its order.
 
-    The same pass writes each document's first MinHash value to `document_minima`:
-    the minimum of (shingle hash ^ `shingle_salt`) over its n-grams of
-    `shingle_order` tokens (all its tokens when it is shorter), or 2**64 - 1
-    without tokens. N-gram hashes end with XXH64's avalanche, so the XOR with a
-    salt is enough to make this a MinHash value; when the shingle order is one of
-    the counted orders, it is read from the hashes already computed.
+    The same pass writes each document's MinHash key to `document_minima`: the
+    minimum of (shingle hash ^ `shingle_salt`) over its n-grams of `shingle_order`
+    tokens (all its tokens when it is shorter), or 2**64 - 1 without tokens.
+    N-gram hashes end with XXH64's avalanche, so the XOR with a salt is enough to
+    make this a MinHash value. When the shingle order is one of the counted
+    orders, the key is read from the hashes already computed.
 
     Arrays indexed by order use row `order - min_order`. `ngram_totals` (int64)
     receives the number of n-grams seen per order. An n-gram becomes a

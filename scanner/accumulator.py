@@ -28,7 +28,7 @@ from scanner.sketches.diversity import MINHASH_PERMUTATIONS, SHINGLE_ORDER, Dive
 from scanner.sketches.likelihood import LikelihoodSketch
 from scanner.sketches.minhash import MinHasher
 from scanner.scoring import content_ids
-from scanner.tokens import TokenScratch, tokenize_batch
+from scanner.tokens import Tokens, TokenScratch, tokenize_batch
 
 if TYPE_CHECKING:
     from scanner.registry import RegistryMatcher
@@ -88,7 +88,8 @@ class ShardAccumulator:
         """Add an Arrow string array of documents (no nulls), with optional group codes and names."""
         self.add_batch(TextBatch.from_arrow(texts), groups)
 
-    def add_batch(self, batch: TextBatch, groups: tuple[np.ndarray, list[str]] | None = None) -> None:
+    def add_batch(self, batch: TextBatch, groups: tuple[np.ndarray, list[str]] | None = None) -> Tokens:
+        """Add one batch; return its tokens, which stay valid until the next call."""
         settings = self.settings
         tokens = tokenize_batch(batch, settings, self.token_scratch)
         tokens_per_document = np.diff(tokens.document_offsets)
@@ -122,12 +123,13 @@ class ShardAccumulator:
         self._record_new_heavy_hitter_texts(tokens)
         if groups is not None:
             self._count_groups(groups, tokens_per_document, batch.source_bytes)
+        ids = content_ids(batch)
         if self.scorer is not None:
-            self._score(batch, tokens, groups)
+            self._score(batch, tokens, groups, ids)
         if self.matcher is not None:
             self._match_registry(tokens, groups)
 
-        self._add_diversity(batch, tokens, groups, minima)
+        self._add_diversity(batch, tokens, groups, minima, ids)
 
         ratio, repeated, entropy = document_features(
             tokens.hashes, tokens.document_offsets, settings.repeat_order, np.uint64(settings.seed)
@@ -142,13 +144,14 @@ class ShardAccumulator:
         for name in FEATURES:
             self.quantiles[name].update_batch(values[name])
             self.moments[name].update_batch(values[name])
+        return tokens
 
     def _new_diversity(self, group: bool) -> DiversitySketch:
         vocabulary = len(self.scorer.vocabulary) if self.scorer else 0
         return DiversitySketch((self.settings.min_order, self.settings.max_order), self.settings.seed, group, vocabulary)
 
-    def _add_diversity(self, batch: TextBatch, tokens, groups, minima: np.ndarray) -> None:
-        context = document_context(batch, tokens, content_ids(batch), minima)
+    def _add_diversity(self, batch: TextBatch, tokens, groups, minima: np.ndarray, ids: np.ndarray) -> None:
+        context = document_context(batch, tokens, ids, minima)
         if not self.group_indicators:
             groups = None
         codes, names = groups if groups is not None else (np.zeros(batch.documents, dtype=np.int64), [])
@@ -177,8 +180,8 @@ class ShardAccumulator:
                 sketch = self.group_diversity[name] = self._new_diversity(group=True)
             sketch.add(context, members, self.minhasher, None if totals is None else totals[code])
 
-    def _score(self, batch: TextBatch, tokens, groups) -> None:
-        r, human, present, ids, owners = self.scorer.score_units(batch, tokens, self.settings)
+    def _score(self, batch: TextBatch, tokens, groups, document_ids: np.ndarray) -> None:
+        r, human, present, ids, owners = self.scorer.score_units(batch, tokens, self.settings, document_ids)
         self.likelihood.update(r, human, ids, present)
         if groups is None:
             return

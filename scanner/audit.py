@@ -17,7 +17,7 @@ from a permutation test on the 2 x `blocks` block tables: each of
 `permutations` random relabelings (seeded, so the result is reproducible)
 assigns `blocks` of them to each side and recomputes the divergence, and
 p = (1 + relabelings at or above the observed divergence) / (1 + permutations).
-The datasets are said to differ when p <= alpha.
+The datasets are reported as different when p <= alpha.
 
 Assumptions. Documents are independent draws, so blocks of one dataset are
 independent, and n-grams inside one document may depend on each other (a
@@ -77,7 +77,6 @@ from scanner.settings import SketchSettings
 from scanner.sketches.ngram_blocks import NgramBlocks
 from scanner.sources import list_objects
 from scanner.storage import StorageOptions, filesystem_for, redact_url, url_for
-from scanner.tokens import TokenScratch, tokenize_batch
 
 logger = logging.getLogger(__name__)
 
@@ -167,12 +166,9 @@ class AuditAccumulator:
         self.sketch = sketch
         self.scan = ShardAccumulator(sketch, shard_id)
         self.blocks = NgramBlocks(audit.blocks, audit.buckets)
-        self.scratch = TokenScratch()
 
     def add_batch(self, batch: TextBatch) -> None:
-        # NOTE: the scan accumulator tokenizes the batch again; sharing the tokens would save that time.
-        self.scan.add_batch(batch)
-        tokens = tokenize_batch(batch, self.sketch, self.scratch)
+        tokens = self.scan.add_batch(batch)
         self.blocks.update(
             tokens,
             batch.offsets,

@@ -1,11 +1,10 @@
 """Diversity and collapse indicators, for the corpus and for each group.
 
 When model output feeds back into a crawl, text loses variety. Distinct n-grams,
-entropy and rare words fall; the most frequent words take more of the text;
-near-duplicates become common; text compresses better and drifts away from
-older human text. Each indicator below comes with its error. "Unigrams"
-are word tokens; `K` is the number of distinct words and `N` the number of
-tokens.
+entropy and rare words fall, and the most frequent words take more of the text.
+Near-duplicates become common, and text compresses better and drifts away from
+older human text. Each indicator below comes with its error. "Unigrams" are word
+tokens, `K` is the number of distinct words and `N` the number of tokens.
 
 - `distinct_ratio[n]`: distinct n-grams / n-grams of order n. The distinct count
   is a HyperLogLog estimate (precision 14 for the corpus, 10 for a group), so

@@ -7,7 +7,7 @@ It restates the synthetic-share estimate as parts that add up to 1:
 - `generators`: the share of each of the profile's generators, when the fit
   test accepts the profile. The mixture then attributes all synthetic text to
   them. Each generator's share is bias-corrected on its own, so their sum can
-  differ slightly from the synthetic share; they are scaled to add up to it.
+  differ slightly from the synthetic share. They are scaled to add up to it.
   The intervals are the estimate's own.
 - `unattributed_synthetic`: synthetic text whose generator the profile cannot
   name. When the fit test rejects the profile, the corpus does not look like

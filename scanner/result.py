@@ -102,7 +102,7 @@ class ErrorSummary(_Model):
 
 
 class Indicators(_Model):
-    """Diversity and collapse indicators; `scanner.indicators` says how each is computed.
+    """Diversity and collapse indicators, computed as `scanner.indicators` describes.
 
     `distinct_ratio` per order is distinct n-grams / total n-grams, a HyperLogLog
     estimate with relative standard error `distinct_ratio_rse`, capped at 1 and

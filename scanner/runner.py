@@ -118,8 +118,8 @@ def start_ray(address: str | None, num_workers: int | None) -> bool:
     if ray.is_initialized():
         return False
     # Ray puts the driver's current directory on the workers' import path. A `scanner`
-    # folder there (an old checkout, say) would then shadow the installed package in the
-    # workers only, so `ray.init` runs from the directory that holds this package.
+    # folder there (an old checkout, say) would shadow the installed package in the
+    # workers only. So `ray.init` runs from the directory that contains this package.
     previous = os.getcwd()
     os.chdir(_PACKAGE_PARENT)
     try:

@@ -67,15 +67,17 @@ class ProfileScorer:
         return self.profile.unit
 
     def score_units(
-        self, batch: TextBatch, tokens: Tokens, settings: SketchSettings
+        self, batch: TextBatch, tokens: Tokens, settings: SketchSettings, document_ids: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Score a batch by the profile's unit; return (r, human, present, ids, owners).
 
         `owners` gives the document of each unit, so group counts can follow it.
+        `document_ids` are the batch's `content_ids` when the caller has them already.
         """
         if self.unit == "document":
             r, human, present = self.score(tokens)
-            return r, human, present, content_ids(batch), np.arange(batch.documents, dtype=np.int64)
+            ids = content_ids(batch) if document_ids is None else document_ids
+            return r, human, present, ids, np.arange(batch.documents, dtype=np.int64)
         texts = pa.LargeStringArray.from_buffers(
             batch.documents, pa.py_buffer(batch.offsets), pa.py_buffer(batch.data)
         ).to_pylist()

@@ -1,9 +1,9 @@
 """Every record of every real sample file is a document, a record that is not a
-document (counted by kind), or a skip (counted by reason); none is lost silently.
+document (counted by kind), or a skip (counted by reason), so none is lost silently.
 
-The expected record counts are independent of the readers: the record counts of
-`SOURCES.md` for web archives, non-blank lines for JSON Lines, `num_rows` of the
-Parquet metadata, and one document per plain text file.
+The expected record counts do not come from the readers. They are the record
+counts of `SOURCES.md` for web archives, the non-blank lines of JSON Lines files,
+`num_rows` of the Parquet metadata, and one document per plain text file.
 """
 
 import pathlib

@@ -395,7 +395,7 @@ def test_misspelled_text_field_exits_3(tmp_path):
     assert "check --text-field (now 'body')" in result["problems"][0]
 
 
-def test_log_level_defaults_to_info_except_for_the_demo():
+def test_log_level_default_per_command():
     parser = cli.build_parser()
 
     scan = parser.parse_args(["scan", "corpus", "--out", "out"])
@@ -406,7 +406,7 @@ def test_log_level_defaults_to_info_except_for_the_demo():
     assert demo.default_log_level == "warning"
 
 
-def test_scan_ignores_a_scanner_folder_in_the_current_directory(tmp_path):
+def test_scan_ignores_local_scanner_folder(tmp_path):
     # Ray adds the driver's current directory to the workers' import path; a stale
     # `scanner` package there must not replace the installed one in the workers.
     shadow = tmp_path / "scanner"

@@ -129,7 +129,7 @@ def test_no_near_duplicates_in_distinct_text(diverse_bundle):
     assert result["near_duplicate_rate"] <= 0.005
 
 
-def test_compression_ratio_is_the_mean_over_the_sampled_documents(diverse, diverse_bundle):
+def test_compression_ratio_sampled_mean(diverse, diverse_bundle):
     batch = TextBatch.from_strings(diverse)
     ids = content_ids(batch)
     ratios = []
@@ -164,10 +164,12 @@ def test_diversity_sketch_merges_exactly_in_any_split(diverse):
 
 
 def narrow_documents(reference: list[str], count: int, seed: int) -> list[str]:
-    """Text resampled from a narrow generator: it knows only the 200 most frequent
-    words of `reference`, with their frequencies, and writes a pool of 30
-    documents that repeat a 40-word passage three times, as a degenerate model
-    loops; each output is a copy of a pool document with one word dropped."""
+    """Return text resampled from a narrow generator.
+
+    The generator uses only the 200 most frequent words of `reference`, with their
+    frequencies. It writes a pool of 30 documents that repeat a 40-word passage
+    three times, as a degenerate model loops. Each output is a copy of a pool
+    document with one word dropped."""
     frequencies = collections.Counter(word for text in reference for word in text.lower().split())
     head = frequencies.most_common(200)
     words = [word for word, _ in head]

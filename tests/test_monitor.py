@@ -486,7 +486,7 @@ def test_scan_report_group_share_chart(monitored, tmp_path_factory):
     assert pixels_near(image, bar_colour, tolerance=6) > 500
 
 
-def test_missing_local_source_exits_2_and_records_a_failed_run(tmp_path, capsys):
+def test_missing_local_source_exits_2(tmp_path, capsys):
     config = {"name": "watch", "sources": [str(tmp_path / "no-such-dir")], "history": str(tmp_path / "history")}
     path = write_config(tmp_path / "monitor.yaml", config)
 

@@ -2,8 +2,8 @@
 directories, and equal statistics for any worker count, shard order and storage.
 
 Real components throughout: a local Ray, moto's S3 server on 127.0.0.1 behind the
-fault proxy of tests/faultproxy.py. The only mocks simulate a full disk, and each
-says so where it is used.
+fault proxy of tests/faultproxy.py. The only mocks simulate a full disk or a
+read-only directory, and each is marked as a simulation where it is used.
 """
 
 import builtins
@@ -359,10 +359,10 @@ def test_local_and_s3_statistics_agree(clean, s3_corpus, s3_endpoint, tmp_path):
 
 
 def read_only_under(directory: pathlib.Path):
-    """An `open` that refuses writes under `directory` as a read-only directory would.
+    """Return an `open` that rejects writes under `directory` as a read-only directory would.
 
-    A simulation for machines where the tests run as root, for whom chmod does not
-    make a directory read-only (the chmod tests above skip there).
+    A simulation: when the tests run as root, chmod does not make a directory
+    read-only, and the chmod tests above skip.
     """
     real_open = builtins.open
 

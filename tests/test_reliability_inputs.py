@@ -311,12 +311,11 @@ def test_jsonl_bare_constant_array_skipped_alone(real_corpora, tmp_path, name):
     assert report.samples[0]["location"] == f"{path}:line 2"
 
 
-# Case 9: Parquet batches stay bounded when row sizes are skewed; nulls counted; row i is row i.
-# A row group with more than 2 GiB of strings takes minutes and several GiB of memory to
-# write and read on a small machine. What protects such a file is that every batch contains
-# at most batch_bytes of text, so this test shrinks the scale: 1 MiB batches and a run of
-# 1 MiB rows inside a row group of small rows, where the average row size underestimates
-# the run by a factor of about 30.
+# Case 9: Parquet batches stay bounded when row sizes are skewed, nulls are counted, and
+# row i is row i. Every batch contains at most batch_bytes of text. The skewed tests check
+# that at a small scale: 1 MiB batches and a run of 1 MiB rows inside a row group of small
+# rows, where the average row size underestimates the run about 30 times. The last test
+# of this section reads a row group of more than 2 GiB of strings.
 
 SKEWED_ROWS = 3000
 HUGE_ROWS = range(1000, 1040)
@@ -406,7 +405,7 @@ def test_nfc_and_nfd_files_same_tokens(tmp_path):
     assert tokens_of(nfc.column("text").to_pylist())[0][:3] == ["ångström", "café", "naïve"]
 
 
-def test_parquet_row_group_over_2_gib_is_read_in_bounded_batches(tmp_path):
+def test_parquet_2_gib_row_group_bounded(tmp_path):
     # 2,200 values of 1 MiB in ONE row group: 2.3 GB of strings, past the 2 GiB that
     # 32-bit string offsets can address. Writing takes about 20 s and 5 GB of memory.
     path = tmp_path / "big.parquet"

@@ -4,9 +4,9 @@ A `DiversitySketch` covers the whole corpus or one `--group-by` group. It keeps:
 
 - a sample of word types with exact counts (`kernels.diversity`): each type is
   in it with probability 2**-level, at most `type_capacity` types;
-- a sample of documents for the near-duplicate rate: the `document_capacity`
-  documents with the smallest MinHash key (the minimum of their salted shingle
-  hashes; ties by content id). Each entry keeps the document's MinHash
+- a sample of documents for the near-duplicate rate. It keeps the
+  `document_capacity` documents with the smallest MinHash key, the minimum of
+  their salted shingle hashes, with ties broken by content id. Each entry keeps the document's MinHash
   signature, its number of distinct shingles and its multiplicity (documents
   with equal text share one entry). Near-duplicates have equal keys with
   probability equal to their Jaccard similarity, so a sampled document's
