@@ -6,7 +6,7 @@ A file is one frame:
     0       8     magic b"CSKETCH\\x01"
     8       4     header length H, unsigned little-endian
     12      H     header: UTF-8 JSON, keys sorted, no whitespace
-    12+H    ...   array payloads, each zlib-compressed (level 1), in header order
+    12+H    ...   array payloads in the zlib format (ISA-L level 1), in header order
     end-32  32    SHA-256 of every byte before it
 
 The header contains `kind` (what the frame contains), `format_version`, `meta`
@@ -19,15 +19,19 @@ content always encodes to the same bytes.
 import hashlib
 import json
 import struct
-import zlib
 from typing import Any
 
 import numpy as np
+from isal import isal_zlib
 
 MAGIC = b"CSKETCH\x01"
 FORMAT_VERSION = 1
 _CHECKSUM_BYTES = 32
 _ALLOWED_DTYPES = {"|u1", "<u4", "<u8", "<i4", "<i8", "<f8"}
+# ISA-L writes the zlib format 3 to 8 times faster than zlib at level 1, and any zlib
+# reader reads it. Bundles are written once per shard and per merge, so this is on the
+# hot path of every scan.
+_COMPRESSION_LEVEL = 1
 
 
 class FrameError(ValueError):
@@ -44,7 +48,7 @@ def encode_frame(kind: str, meta: dict[str, Any], arrays: dict[str, np.ndarray])
         dtype_text = np.dtype(dtype).str
         if dtype_text not in _ALLOWED_DTYPES:
             raise TypeError(f"array {name!r} has dtype {dtype_text}, which frames do not store")
-        payload = zlib.compress(array.astype(dtype_text, copy=False).tobytes(), 1)
+        payload = isal_zlib.compress(array.astype(dtype_text, copy=False).reshape(-1).view(np.uint8), _COMPRESSION_LEVEL)
         entries.append({"name": name, "dtype": dtype_text, "shape": list(array.shape), "size": len(payload)})
         payloads.append(payload)
 
@@ -60,11 +64,11 @@ def decode_frame(data: bytes, expected_kind: str) -> tuple[dict[str, Any], dict[
     Raises FrameError when the data is truncated, fails its checksum, or is of
     another kind or format version.
     """
-    data = bytes(data)
+    data = memoryview(data).cast("B")
     minimum = len(MAGIC) + 4 + _CHECKSUM_BYTES
     if len(data) < minimum:
         raise FrameError(f"sketch file is truncated: {len(data)} bytes, a frame has at least {minimum}")
-    if not data.startswith(MAGIC):
+    if bytes(data[: len(MAGIC)]) != MAGIC:
         raise FrameError("not a corpus-scanner sketch file: the magic bytes are missing")
 
     body, checksum = data[:-_CHECKSUM_BYTES], data[-_CHECKSUM_BYTES:]
@@ -74,7 +78,7 @@ def decode_frame(data: bytes, expected_kind: str) -> tuple[dict[str, Any], dict[
     (header_length,) = struct.unpack_from("<I", body, len(MAGIC))
     header_start = len(MAGIC) + 4
     try:
-        header = json.loads(body[header_start : header_start + header_length])
+        header = json.loads(bytes(body[header_start : header_start + header_length]))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise FrameError(f"sketch file header is not valid JSON: {error}") from None
     if header.get("format_version") != FORMAT_VERSION:
@@ -92,12 +96,9 @@ def decode_frame(data: bytes, expected_kind: str) -> tuple[dict[str, Any], dict[
             raise FrameError(f"sketch file array {entry['name']!r} has unsupported dtype {entry['dtype']}")
         payload = body[position : position + entry["size"]]
         position += entry["size"]
-        try:
-            raw = zlib.decompress(payload)
-        except zlib.error as error:
-            raise FrameError(f"sketch file array {entry['name']!r} does not decompress: {error}") from None
-        array = np.frombuffer(raw, dtype=entry["dtype"])
         expected = int(np.prod(entry["shape"], dtype=np.int64))
+        raw = _decompress(entry["name"], payload, expected * np.dtype(entry["dtype"]).itemsize)
+        array = np.frombuffer(raw, dtype=entry["dtype"])
         if array.size != expected:
             raise FrameError(
                 f"sketch file array {entry['name']!r} has {array.size} values, expected {expected} from its shape"
@@ -106,3 +107,15 @@ def decode_frame(data: bytes, expected_kind: str) -> tuple[dict[str, Any], dict[
     if position != len(body):
         raise FrameError(f"sketch file has {len(body) - position} unexpected bytes after its arrays")
     return header["meta"], arrays
+
+
+def _decompress(name: str, payload: memoryview, expected_bytes: int) -> bytes:
+    """Decompress one array payload, reading at most one byte more than its shape needs."""
+    decompressor = isal_zlib.decompressobj()
+    try:
+        raw = decompressor.decompress(payload, expected_bytes + 1)
+    except isal_zlib.error as error:
+        raise FrameError(f"sketch file array {name!r} does not decompress: {error}") from None
+    if not decompressor.eof and len(raw) <= expected_bytes:
+        raise FrameError(f"sketch file array {name!r} does not decompress: its compressed data is truncated")
+    return raw
