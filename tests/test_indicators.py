@@ -124,6 +124,22 @@ def test_near_duplicate_rate_with_planted_copies():
     assert abs(result["near_duplicate_rate"] - truth) <= 3 * result["near_duplicate_rate_se"] + 0.02
 
 
+def test_document_sample_same_for_any_batch_size(diverse):
+    # Copies share a (minimum, id) pair, so the sample counts them in its multiplicity.
+    # Batches larger than the sample make the sketch pick documents before it computes
+    # their signatures; small batches never do.
+    documents = diverse[:1_500] + diverse[:300]
+
+    def sample(batch):
+        sketch = accumulate(documents, batch=batch).diversity
+        return {name: array.tobytes() for name, array in sketch.to_frame_parts()[1].items()}
+
+    one_batch, small_batches = sample(len(documents)), sample(100)
+
+    assert one_batch == small_batches
+    assert sum(np.frombuffer(one_batch["multiplicity"], dtype=np.int64)) > 1_024
+
+
 def test_no_near_duplicates_in_distinct_text(diverse_bundle):
     result = corpus_indicators(diverse_bundle, None)
     assert result["near_duplicate_rate"] <= 0.005

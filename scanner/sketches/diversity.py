@@ -167,6 +167,7 @@ class DiversitySketch:
         if self.minima.size >= self.document_capacity:
             last = (self.minima[-1], self.ids[-1])
             chosen &= (minima < last[0]) | ((minima == last[0]) & (ids <= last[1]))
+        chosen &= self._within_capacity(minima, ids, chosen)
         if not chosen.any():
             return
         picked = documents[chosen]
@@ -179,6 +180,27 @@ class DiversitySketch:
             np.concatenate([self.shingles, shingles]),
             np.concatenate([self.signatures, signatures]),
         )
+
+    def _within_capacity(self, minima: np.ndarray, ids: np.ndarray, chosen: np.ndarray) -> np.ndarray:
+        """Mark the chosen documents that `_keep_documents` would keep, so that only they get signatures.
+
+        The sample keeps the `document_capacity` smallest distinct (minimum, id) pairs of
+        itself and the batch, so a pair at or after the next distinct pair is dropped anyway.
+        """
+        if self.minima.size + int(np.count_nonzero(chosen)) <= self.document_capacity:
+            return chosen
+        all_minima = np.concatenate([self.minima, minima[chosen]])
+        all_ids = np.concatenate([self.ids, ids[chosen]])
+        order = np.lexsort((all_ids, all_minima))
+        all_minima, all_ids = all_minima[order], all_ids[order]
+        first = np.ones(all_ids.size, dtype=bool)
+        first[1:] = (all_ids[1:] != all_ids[:-1]) | (all_minima[1:] != all_minima[:-1])
+        starts = np.flatnonzero(first)
+        if starts.size <= self.document_capacity:
+            return chosen
+        cut = starts[self.document_capacity]
+        limit_minimum, limit_id = all_minima[cut], all_ids[cut]
+        return (minima < limit_minimum) | ((minima == limit_minimum) & (ids < limit_id))
 
     def _keep_documents(self, minima, ids, multiplicity, shingles, signatures) -> None:
         """Keep the `document_capacity` smallest (minimum, id) entries, equal ids combined."""
