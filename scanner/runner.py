@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 import ray
 
+from scanner.allocator import fix_mmap_threshold
 from scanner.bundle import Bundle, BundleMismatchError
 from scanner.checkpoints import CheckpointStore
 from scanner.config import ScanConfig
@@ -56,6 +57,7 @@ class ScanOutcome:
 
 
 def _merge_bytes(*parts: bytes) -> bytes:
+    fix_mmap_threshold()
     bundles = [Bundle.from_bytes(part) for part in parts]
     merged = bundles[0]
     for bundle in bundles[1:]:

@@ -11,6 +11,7 @@ import os
 import time
 
 from scanner.accumulator import ShardAccumulator
+from scanner.allocator import fix_mmap_threshold
 from scanner.checkpoints import CheckpointStore
 from scanner.config import ScanConfig
 from scanner.formats import ReadReport
@@ -66,6 +67,7 @@ def scan_shard(shard: Shard, config: ScanConfig) -> tuple[dict, bytes]:
     The summary contains the shard's counters, its read report and the seconds it
     took. Exceptions from storage or a reader propagate to the caller.
     """
+    fix_mmap_threshold()
     started = time.perf_counter()
     retries_before = storage_retry_count()
     report = ReadReport()

@@ -9,6 +9,7 @@ import pytest
 from scanner.accumulator import ShardAccumulator
 from scanner.bundle import merge_all
 from scanner.settings import SketchSettings
+from scanner.sketches.heavy_hitters import HeavyHitterCandidates
 
 SETTINGS = SketchSettings(heavy_hitter_capacity=64, min_order=1, max_order=3, countmin_blocks_log2=12)
 
@@ -119,3 +120,42 @@ def test_counts_within_the_error_bound_are_left_out():
     assert listed[1], "frequent words stay above the bound"
     assert all(item["count"] > bound for items in listed.values() for item in items)
     assert any(item["count"] <= bound for item in unfiltered), "the corpus must produce noise-level candidates"
+
+
+def test_candidate_union_keeps_smaller_text():
+    # Key 7 is a hash collision: the union keeps the text that sorts first, in any order.
+    first = HeavyHitterCandidates({1: {3: "the", 7: "zebra"}, 2: {9: "of the"}})
+    second = HeavyHitterCandidates({1: {7: "\u00e9clair", 5: "and"}, 3: {2: "one of the"}})
+    third = HeavyHitterCandidates({1: {7: "apple", 3: "the"}})
+
+    merged = first.merge(second).merge(third)
+
+    assert merged.candidates == {
+        1: {3: "the", 5: "and", 7: "apple"},
+        2: {9: "of the"},
+        3: {2: "one of the"},
+    }
+    assert third.merge(second.merge(first)).to_bytes() == merged.to_bytes()
+
+
+def test_candidate_union_orders_by_code_point():
+    merged = HeavyHitterCandidates({1: {7: "\u00e9t\u00e9"}}).merge(HeavyHitterCandidates({1: {7: "\u00e9tz"}}))
+    assert merged.candidates[1][7] == min("\u00e9t\u00e9", "\u00e9tz")
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda arrays: arrays.update({"keys/1": arrays["keys/1"][::-1].copy()}), "keys are not strictly ascending"),
+        (lambda arrays: arrays.update({"text_offsets/1": arrays["text_offsets/1"][:-1]}), "array shapes"),
+        (lambda arrays: arrays["text/1"].__setitem__(0, 0xFF), "not UTF-8"),
+        (lambda arrays: arrays["text_offsets/1"].__setitem__(1, 1), "starts inside a UTF-8 character"),
+    ],
+)
+def test_inconsistent_candidate_arrays_rejected(change, message):
+    meta, arrays = HeavyHitterCandidates({1: {3: "\u00e9a", 8: "b"}}).to_frame_parts()
+    arrays = {name: array.copy() for name, array in arrays.items()}
+    change(arrays)
+
+    with pytest.raises(ValueError, match=message):
+        HeavyHitterCandidates.from_frame_parts(meta, arrays)

@@ -74,7 +74,7 @@ class CountMinSketch:
                 f"depth={self.depth} and blocks_log2={other.blocks_log2}, depth={other.depth}"
             )
         return CountMinSketch(
-            self.blocks_log2, self.depth, self.table.astype(np.uint64) + other.table.astype(np.uint64)
+            self.blocks_log2, self.depth, np.add(self.table, other.table, dtype=np.uint64)
         )
 
     def to_bytes(self) -> bytes:
