@@ -167,8 +167,11 @@ def build_benchmark_profile() -> str:
     return str(PROFILE)
 
 
-def scan(paths: list[pathlib.Path], workers: int, profile: str, out: pathlib.Path) -> tuple[float, list[int]]:
-    """Scan `paths` on an embedded Ray with `workers` workers, and return seconds and the peak RSS per worker."""
+def scan(paths: list[pathlib.Path], workers: int, profile: str, out: pathlib.Path) -> tuple[float, dict[str, list[int]]]:
+    """Scan `paths` on an embedded Ray with `workers` workers; return seconds and the peak memory per worker.
+
+    The memory is {"rss": [...], "uss": [...]}: the `workers` highest peaks of each, in bytes.
+    """
     shutil.rmtree(out, ignore_errors=True)
     config = ScanConfig(sources=[str(path) for path in paths], out=str(out), num_workers=workers, profile=profile)
     with WorkerMemory() as memory:
@@ -179,13 +182,16 @@ def scan(paths: list[pathlib.Path], workers: int, profile: str, out: pathlib.Pat
         raise RuntimeError(f"benchmark scan had failed shards: {outcome.failures[:3]}")
     if outcome.bundle.likelihood is None:
         raise RuntimeError("benchmark scan computed no likelihood: the profile was not used")
-    return seconds, sorted(memory.peaks.values(), reverse=True)[:workers]
+    return seconds, {
+        "rss": sorted(memory.peaks.values(), reverse=True)[:workers],
+        "uss": sorted(memory.private_peaks.values(), reverse=True)[:workers],
+    }
 
 
 def scan_on_running_ray(
     paths: list[pathlib.Path], workers: int, profile: str, out: pathlib.Path
-) -> tuple[float, list[int]]:
-    """Scan `paths` on a local Ray started and warmed beforehand, and return seconds and the peak RSS per worker."""
+) -> tuple[float, dict[str, list[int]]]:
+    """Scan `paths` on a local Ray started and warmed beforehand; return seconds and the peak memory per worker."""
     start_ray(None, workers)
     try:
         # Every worker process starts and imports the scanner once, as on a cluster that already ran a scan.
@@ -284,14 +290,17 @@ def plot(rows: list[dict], memory: list[tuple[float, list[int]]]) -> None:
     left.grid(True, which="both", alpha=0.3)
     if memory:
         sizes = [size for size, _ in memory]
-        for worker in range(max(len(peaks) for _, peaks in memory)):
-            values = [peaks[worker] / 2**20 if worker < len(peaks) else float("nan") for _, peaks in memory]
-            right.plot(sizes, values, marker="o", label=f"Ray worker {worker + 1}")
+        for kind, style, name in (("rss", "-", "RSS"), ("uss", "--", "private (USS)")):
+            for worker in range(max(len(peaks[kind]) for _, peaks in memory)):
+                values = [
+                    peaks[kind][worker] / 2**20 if worker < len(peaks[kind]) else float("nan") for _, peaks in memory
+                ]
+                right.plot(sizes, values, style, marker="o", label=f"Ray worker {worker + 1}, {name}")
         right.set_xscale("log")
         right.set_ylim(bottom=0)
         right.legend(fontsize=7)
     right.set_xlabel("corpus size, MB of text (log scale)")
-    right.set_ylabel("peak RSS per worker, MiB")
+    right.set_ylabel("peak memory per worker, MiB")
     right.set_title("corpus-scanner worker memory, 2 workers, gzip JSONL")
     right.grid(True, alpha=0.3)
     figure.tight_layout()
@@ -383,7 +392,9 @@ def main() -> None:
     for tool in ("corpus-scanner, gzip JSONL", "corpus-scanner, Parquet", RUNNING):
         print(f"{tool}: speedup from 1 to 2 workers {rate[(tool, 2)] / rate[(tool, 1)]:.2f}x")
     for size, peaks in memory:
-        print(f"peak RSS per Ray worker, {size:.0f} MB of text, 2 workers: {[round(p / 2**20) for p in peaks]} MiB")
+        print(f"peak memory per Ray worker, {size:.0f} MB of text, 2 workers: "
+              f"RSS {[round(p / 2**20) for p in peaks['rss']]} MiB, "
+              f"private (USS) {[round(p / 2**20) for p in peaks['uss']]} MiB")
 
     plot(rows, memory)
     (DATA / "results.json").write_text(json.dumps({"rows": rows, "memory": memory}, indent=1))

@@ -74,10 +74,17 @@ def decompression_limit(files: list[pathlib.Path], workers: int, library: str) -
 
 
 class WorkerMemory:
-    """Samples the resident memory of Ray worker processes while a scan runs."""
+    """Samples the memory of Ray worker processes while a scan runs.
+
+    `peaks` is the peak resident set size (RSS) per worker process, and
+    `private_peaks` the peak unique set size (USS): the memory that only that
+    process uses. RSS also counts the pages of Ray's shared object store that
+    the worker touched.
+    """
 
     def __init__(self):
         self.peaks: dict[int, int] = {}
+        self.private_peaks: dict[int, int] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -87,8 +94,9 @@ class WorkerMemory:
             for child in me.children(recursive=True):
                 try:
                     if "ray::" in child.name() or "default_worker" in " ".join(child.cmdline()):
-                        rss = child.memory_info().rss
-                        self.peaks[child.pid] = max(self.peaks.get(child.pid, 0), rss)
+                        memory = child.memory_full_info()
+                        self.peaks[child.pid] = max(self.peaks.get(child.pid, 0), memory.rss)
+                        self.private_peaks[child.pid] = max(self.private_peaks.get(child.pid, 0), memory.uss)
                 except psutil.NoSuchProcess:
                     continue
             time.sleep(0.05)

@@ -44,7 +44,9 @@ class ShardAccumulator:
         scorer: ProfileScorer | None = None,
         matcher: "RegistryMatcher | None" = None,
         group_indicators: bool = True,
+        token_scratch: TokenScratch | None = None,
     ):
+        """`token_scratch` may be shared by accumulators that are never fed at the same time."""
         self.settings = settings
         self.shard_id = shard_id
         self.scorer = scorer
@@ -74,7 +76,7 @@ class ShardAccumulator:
         self.heavy_hitter_overflow = 0
         self.groups: dict[str, np.ndarray] = {}
 
-        self.token_scratch = TokenScratch()
+        self.token_scratch = token_scratch or TokenScratch()
         self.minhasher = MinHasher(MINHASH_PERMUTATIONS, SHINGLE_ORDER, settings.seed)
         self.diversity = self._new_diversity(group=False)
         # Indicators per group cost a few hundred KiB per group in memory and in the bundle:

@@ -67,7 +67,7 @@ from fsspec.implementations.local import LocalFileSystem
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from scanner.accumulator import ShardAccumulator
-from scanner.allocator import fix_mmap_threshold
+from scanner.allocator import release_free_memory
 from scanner.batch import TextBatch
 from scanner.bundle import Bundle
 from scanner.codec import decode_frame, encode_frame
@@ -190,7 +190,6 @@ def block_seed(sketch: SketchSettings) -> int:
 
 def audit_shard(shard: Shard, config: AuditConfig) -> tuple[dict, bytes]:
     """Read one shard on a worker; return (summary, `AuditSide` bytes). Storage and reader errors propagate."""
-    fix_mmap_threshold()
     started = time.perf_counter()
     report = ReadReport()
     for warning in shard.warnings:
@@ -208,16 +207,21 @@ def audit_shard(shard: Shard, config: AuditConfig) -> tuple[dict, bytes]:
         "seconds": round(time.perf_counter() - started, 6),
         "report": report.to_dict(),
     }
-    return summary, side.to_bytes()
+    data = side.to_bytes()
+    del accumulator, side
+    release_free_memory()
+    return summary, data
 
 
 def merge_side_bytes(*parts: bytes) -> bytes:
     """Merge serialized `AuditSide`s into one."""
-    fix_mmap_threshold()
     merged = AuditSide.from_bytes(parts[0])
     for part in parts[1:]:
         merged = merged.merge(AuditSide.from_bytes(part))
-    return merged.to_bytes()
+    data = merged.to_bytes()
+    del merged
+    release_free_memory()
+    return data
 
 
 # ---------------------------------------------------------------- the statistic

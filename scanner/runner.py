@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import ray
 
-from scanner.allocator import fix_mmap_threshold
+from scanner.allocator import release_free_memory
 from scanner.bundle import Bundle, BundleMismatchError
 from scanner.checkpoints import CheckpointStore
 from scanner.config import ScanConfig
@@ -57,12 +57,14 @@ class ScanOutcome:
 
 
 def _merge_bytes(*parts: bytes) -> bytes:
-    fix_mmap_threshold()
     bundles = [Bundle.from_bytes(part) for part in parts]
     merged = bundles[0]
     for bundle in bundles[1:]:
         merged = merged.merge(bundle)
-    return merged.to_bytes()
+    data = merged.to_bytes()
+    del bundles, merged
+    release_free_memory()
+    return data
 
 
 def _load_checkpoint(config: ScanConfig, shard_id: str) -> bytes:

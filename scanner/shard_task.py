@@ -11,7 +11,7 @@ import os
 import time
 
 from scanner.accumulator import ShardAccumulator
-from scanner.allocator import fix_mmap_threshold
+from scanner.allocator import release_free_memory
 from scanner.checkpoints import CheckpointStore
 from scanner.config import ScanConfig
 from scanner.formats import ReadReport
@@ -21,6 +21,7 @@ from scanner.profile import ReferenceProfile
 from scanner.registry import RegistryMatcher, load_registry
 from scanner.scoring import ProfileScorer
 from scanner.storage import storage_retry_count
+from scanner.tokens import TokenScratch
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +34,9 @@ CRASH_AFTER_CHECKPOINT_VARIABLE = "CORPUS_SCANNER_TEST_CRASH_AFTER_CHECKPOINT"
 
 
 _scorers: dict[tuple[str, str], ProfileScorer] = {}
+# A worker runs one shard at a time, so its shards share the token arrays. A new set
+# per shard cost about 3% of a 4.8 MB shard's CPU time, in 900 more page faults.
+_token_scratch = TokenScratch()
 
 
 def scorer_for(config: ScanConfig) -> ProfileScorer | None:
@@ -67,7 +71,6 @@ def scan_shard(shard: Shard, config: ScanConfig) -> tuple[dict, bytes]:
     The summary contains the shard's counters, its read report and the seconds it
     took. Exceptions from storage or a reader propagate to the caller.
     """
-    fix_mmap_threshold()
     started = time.perf_counter()
     retries_before = storage_retry_count()
     report = ReadReport()
@@ -79,6 +82,7 @@ def scan_shard(shard: Shard, config: ScanConfig) -> tuple[dict, bytes]:
         scorer_for(config),
         matcher_for(config),
         group_indicators=config.group_by == "snapshot",
+        token_scratch=_token_scratch,
     )
 
     batches = read_shard(shard, config.storage, config.read.options(), report)
@@ -110,6 +114,8 @@ def scan_shard(shard: Shard, config: ScanConfig) -> tuple[dict, bytes]:
     CheckpointStore(config.resolved_state_dir, config).save(shard.shard_id, bundle_bytes, summary)
     _crash_after_checkpoint_for_tests(shard.shard_id)
     logger.debug("shard %s done: %d documents", shard.shard_id, bundle.documents)
+    del accumulator, bundle
+    release_free_memory()
     return summary, bundle_bytes
 
 

@@ -1,4 +1,4 @@
-"""The fixed glibc mmap threshold: set once per process, and arrays of a few MiB are mmapped after it."""
+"""Releasing freed heap memory: pages that glibc keeps after a free go back to the system."""
 
 import ctypes.util
 import platform
@@ -7,55 +7,64 @@ import sys
 
 import pytest
 
-from scanner.allocator import fix_mmap_threshold
+from scanner.allocator import release_free_memory
 
 pytestmark = pytest.mark.skipif(
     platform.libc_ver()[0] != "glibc", reason=f"glibc only; this C library is {ctypes.util.find_library('c')}"
 )
 
-# Runs in a fresh interpreter. Freeing a 4 MiB array would raise glibc's dynamic
-# threshold to 4 MiB. The probe then allocates a 2 MiB array and prints the MiB that
-# glibc keeps in mmapped chunks (mallinfo2's hblkhd): 2 when the array was mmapped,
-# so that freeing it returns it to the system, and 0 when it came from the heap.
+# Runs in a fresh interpreter. Freeing a 4 MiB array raises glibc's dynamic mmap
+# threshold, so the next 30 arrays of 2 MiB come from the heap. A small block
+# allocated after them keeps the heap from shrinking when they are freed. The probe
+# prints the MiB of resident memory that freeing the arrays gave back, then the MiB
+# that the call given as its argument gave back.
 _PROBE = """
 import ctypes
 import ctypes.util
 import sys
 import numpy as np
-from scanner.allocator import fix_mmap_threshold
-
-class MallocInfo(ctypes.Structure):
-    _fields_ = [(name, ctypes.c_size_t) for name in
-                "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split()]
+import psutil
+from scanner.allocator import release_free_memory
 
 libc = ctypes.CDLL(ctypes.util.find_library("c"))
-libc.mallinfo2.restype = MallocInfo
-if sys.argv[1] == "fixed":
-    assert fix_mmap_threshold()
+libc.malloc.restype = ctypes.c_void_p
+process = psutil.Process()
 first = np.ones(4 << 20, dtype=np.uint8)
 del first
-second = np.ones(2 << 20, dtype=np.uint8)
-print(libc.mallinfo2().hblkhd >> 20)
+arrays = [np.ones(2 << 20, dtype=np.uint8) for _ in range(30)]
+keep = libc.malloc(70_000)
+before = process.memory_info().rss
+del arrays
+freed = process.memory_info().rss
+if sys.argv[1] == "release":
+    assert release_free_memory()
+print((before - freed) >> 20, (freed - process.memory_info().rss) >> 20)
 """
 
 
-def _mmapped_mib(mode: str) -> int:
+def _released_mib(mode: str) -> tuple[int, int]:
     completed = subprocess.run([sys.executable, "-c", _PROBE, mode], capture_output=True, text=True, timeout=120)
-    if "mallinfo2" in completed.stderr:
-        pytest.skip(f"this glibc has no mallinfo2 (added in 2.33): {completed.stderr.strip()[-200:]}")
     assert completed.returncode == 0, completed.stderr
-    return int(completed.stdout.strip())
+    on_free, on_release = completed.stdout.split()
+    return int(on_free), int(on_release)
 
 
-def test_threshold_set_once_per_process():
-    assert fix_mmap_threshold() is True
-    assert fix_mmap_threshold() is True
+def test_release_returns_freed_heap_pages():
+    on_free, on_release = _released_mib("release")
+
+    assert on_free <= 8
+    assert on_release >= 50
 
 
-def test_arrays_after_large_free_are_mmapped():
-    assert _mmapped_mib("fixed") >= 2
+def test_freed_heap_pages_stay_without_release():
+    # The case the release is for: freeing alone gives the pages back neither at
+    # the free nor later.
+    on_free, on_release = _released_mib("none")
+
+    assert on_free <= 8
+    assert on_release <= 8
 
 
-def test_dynamic_threshold_moves_arrays_to_heap():
-    # Without the fix, the same array comes from the heap: the case the fix is for.
-    assert _mmapped_mib("dynamic") == 0
+def test_release_repeats_in_one_process():
+    assert release_free_memory() is True
+    assert release_free_memory() is True
