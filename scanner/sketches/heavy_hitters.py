@@ -45,13 +45,7 @@ class HeavyHitterCandidates:
 
     def merge(self, other: "HeavyHitterCandidates") -> "HeavyHitterCandidates":
         merged: dict[int, dict[int, str]] = {order: dict(items) for order, items in self.candidates.items()}
-        for order, items in other.candidates.items():
-            target = merged.setdefault(order, {})
-            for key, text in items.items():
-                # Two texts under one 64-bit hash are a collision; keep the smaller text so
-                # the result does not depend on the merge order.
-                if key not in target or text < target[key]:
-                    target[key] = text
+        merge_candidates_into(merged, other.candidates)
         return HeavyHitterCandidates(merged)
 
     def top(self, order: int, countmin: CountMinSketch, limit: int) -> list[dict]:
@@ -103,3 +97,14 @@ class HeavyHitterCandidates:
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, HeavyHitterCandidates) and other.candidates == self.candidates
+
+
+def merge_candidates_into(target: dict[int, dict[int, str]], candidates: dict[int, dict[int, str]]) -> None:
+    """Add candidates (order -> hash -> text) to `target` in place, as `HeavyHitterCandidates.merge` does."""
+    for order, items in candidates.items():
+        merged = target.setdefault(order, {})
+        for key, text in items.items():
+            # Two texts under one 64-bit hash are a collision; keep the smaller text so
+            # the result does not depend on the merge order.
+            if key not in merged or text < merged[key]:
+                merged[key] = text
