@@ -1,12 +1,16 @@
-"""Turning the text batches of one shard into a sketch bundle.
+"""Turning the text batches of one shard, or of the shards of a pack, into a sketch bundle.
 
 `ShardAccumulator` owns the working state of a shard: HyperLogLog registers,
 a uint32 Count-Min table, the heavy-hitter candidate tables and the text of
 their items,
 and the feature sketches. Each `add_batch` runs the kernels once over the
-batch; `finish` returns the shard's `Bundle`.
+batch; `finish` returns the shard's `Bundle`. A pack's shards go through one
+accumulator, with `finish_shard` between them, and its bundle equals the merge
+of the bundles that the shards would give alone.
 """
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -34,13 +38,46 @@ if TYPE_CHECKING:
     from scanner.registry import RegistryMatcher
 
 
+@dataclass
+class _FinishedShards:
+    """The sketches of a pack's finished shards whose state depends on where a shard ends.
+
+    A shard's Count-Min updates are conservative and its heavy-hitter candidate
+    test compares with the n-grams counted so far, so a shard that continued
+    the counts of the previous one would give other counts and candidates. The
+    group Count-Min tables of the diversity sketches are conservative too. So
+    each shard starts these sketches empty, and `add` merges them here as
+    `Bundle.merge` merges bundles.
+    """
+
+    countmin_table: np.ndarray  # uint64
+    candidates: HeavyHitterCandidates
+    ngram_totals: np.ndarray
+    diversity: DiversitySketch
+    group_diversity: dict[str, DiversitySketch]
+
+    def add(self, shard: "_FinishedShards") -> None:
+        np.add(self.countmin_table, shard.countmin_table, out=self.countmin_table)
+        self.candidates = self.candidates.merge(shard.candidates)
+        self.ngram_totals += shard.ngram_totals
+        self.diversity = self.diversity.merge(shard.diversity)
+        for name, sketch in shard.group_diversity.items():
+            previous = self.group_diversity.get(name)
+            self.group_diversity[name] = sketch if previous is None else previous.merge(sketch)
+
+
 class ShardAccumulator:
-    """Sketch state of one shard, fed batch by batch."""
+    """Sketch state of one shard, or of the shards of one pack, fed batch by batch.
+
+    `shard_ids` is the id of the shard, or the ids of all shards of a pack; the
+    bundle from `finish` lists each of them. Call `finish_shard` after each
+    shard of a pack but the last.
+    """
 
     def __init__(
         self,
         settings: SketchSettings,
-        shard_id: str,
+        shard_ids: str | Sequence[str],
         scorer: ProfileScorer | None = None,
         matcher: "RegistryMatcher | None" = None,
         group_indicators: bool = True,
@@ -48,7 +85,7 @@ class ShardAccumulator:
     ):
         """`token_scratch` may be shared by accumulators that are never fed at the same time."""
         self.settings = settings
-        self.shard_id = shard_id
+        self.shard_ids = (shard_ids,) if isinstance(shard_ids, str) else tuple(shard_ids)
         self.scorer = scorer
         self.likelihood = scorer.new_sketch() if scorer else None
         self.group_likelihood: dict[str, LikelihoodSketch] = {}
@@ -85,6 +122,7 @@ class ShardAccumulator:
         self.group_diversity: dict[str, DiversitySketch] = {}
         self.quantiles = {name: QuantileSketch(settings.quantile_relative_accuracy) for name in FEATURES}
         self.moments = {name: Moments() for name in FEATURES}
+        self._finished_shards: _FinishedShards | None = None
 
     def add_texts(self, texts: pa.Array | pa.ChunkedArray, groups: tuple[np.ndarray, list[str]] | None = None) -> None:
         """Add an Arrow string array of documents (no nulls), with optional group codes and names."""
@@ -248,8 +286,38 @@ class ShardAccumulator:
                 self.candidate_texts[row][key] = text
         self.candidate_positions.fill(-1)
 
-    def finish(self) -> Bundle:
-        """Return the shard's bundle; the accumulator must not be used afterwards."""
+    def finish_shard(self) -> None:
+        """End the current shard of a pack: keep its shard-local sketches, and start empty ones for the next shard.
+
+        Every other sketch adds up, or takes maxima, the same whether shards
+        share it or are merged later, so it carries on across shards.
+        """
+        self._keep_shard_local_sketches()
+        self.ngram_totals = np.zeros_like(self.ngram_totals)
+        self.countmin_table.fill(0)
+        self.candidate_keys.fill(0)
+        self.candidate_used.fill(0)
+        self.candidate_positions.fill(-1)
+        self.candidate_sizes.fill(0)
+        self.candidate_texts = [{} for _ in self.settings.orders]
+        self.diversity = self._new_diversity(group=False)
+        self.group_diversity = {}
+
+    def _keep_shard_local_sketches(self) -> None:
+        shard = _FinishedShards(
+            countmin_table=self.countmin_table.astype(np.uint64),
+            candidates=HeavyHitterCandidates(self._heavy_hitter_candidates()),
+            ngram_totals=self.ngram_totals.copy(),
+            diversity=self.diversity.finish(),
+            group_diversity={name: sketch.finish() for name, sketch in self.group_diversity.items()},
+        )
+        if self._finished_shards is None:
+            self._finished_shards = shard
+        else:
+            self._finished_shards.add(shard)
+
+    def _heavy_hitter_candidates(self) -> dict[int, dict[int, str]]:
+        """Return the current shard's candidates to keep, by order: hash -> text."""
         settings = self.settings
         candidates = {}
         for row, order in enumerate(settings.orders):
@@ -266,28 +334,32 @@ class ShardAccumulator:
             kept = keys[guaranteed | leading].tolist()
             texts = self.candidate_texts[row]
             candidates[order] = {key: texts[key] for key in kept}
+        return candidates
 
+    def finish(self) -> Bundle:
+        """Return the bundle of the accumulated shards; the accumulator must not be used afterwards."""
+        self._keep_shard_local_sketches()
+        settings = self.settings
+        finished = self._finished_shards
         return Bundle(
             settings=settings,
-            shard_ids=(self.shard_id,),
+            shard_ids=self.shard_ids,
             documents=self.documents,
             empty_documents=self.empty_documents,
             bytes=self.bytes,
             tokens=self.tokens,
-            ngram_totals=self.ngram_totals.copy(),
+            ngram_totals=finished.ngram_totals,
             hll_registers=self.hll_registers.copy(),
-            countmin=CountMinSketch(
-                settings.countmin_blocks_log2, settings.countmin_depth, self.countmin_table.astype(np.uint64)
-            ),
-            heavy_hitters=HeavyHitterCandidates(candidates),
+            countmin=CountMinSketch(settings.countmin_blocks_log2, settings.countmin_depth, finished.countmin_table),
+            heavy_hitters=finished.candidates,
             quantiles=self.quantiles,
             moments=self.moments,
             groups=self.groups,
             likelihood=self.likelihood,
             group_likelihood=self.group_likelihood,
             profile_digest=self.scorer.digest if self.scorer else None,
-            diversity=self.diversity.finish(),
-            group_diversity={name: sketch.finish() for name, sketch in self.group_diversity.items()},
+            diversity=finished.diversity,
+            group_diversity=finished.group_diversity,
             contamination=self.contamination,
             group_contamination=self.group_contamination,
             registry_digest=self.matcher.registry.digest if self.matcher else None,

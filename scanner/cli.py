@@ -480,6 +480,11 @@ def _add_scan_options(parser: argparse.ArgumentParser) -> None:
         "--max-errors", type=int, default=None,
         help="skipped records tolerated before the exit code is 3 (default: no limit). Skips are always reported",
     )
+    run.add_argument(
+        "--no-pack", action="store_true",
+        help="scan every shard in a task of its own. By default, when there are more than 16 shards per worker, "
+        "consecutive small shards share a task",
+    )
     run.add_argument("--no-progress", action="store_true", help="never show the progress line on stderr")
 
 
@@ -833,6 +838,7 @@ def scan_config_from_args(args: argparse.Namespace) -> ScanConfig:
             "profile": args.profile,
             "registry": args.registry,
             "near_duplicate_threshold": args.near_duplicate_threshold,
+            "pack_shards": not args.no_pack,
         }
     )
 

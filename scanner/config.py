@@ -58,6 +58,9 @@ class ScanConfig(BaseModel):
         0.8, gt=0.0, le=1.0, description="estimated Jaccard similarity at or above which a document is a near duplicate"
     )
     task_retries: int = Field(3, ge=0, le=20, description="retries of a shard whose worker crashed")
+    pack_shards: bool = Field(
+        True, description="scan many small shards in fewer tasks, several consecutive shards per task"
+    )
 
     @field_validator("sources")
     @classmethod

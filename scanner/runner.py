@@ -3,15 +3,19 @@
 The driver lists the sources and plans shards, then keeps at most
 2 x workers shard tasks in flight. Each task reads its shard straight from
 storage, checkpoints the bundle and returns (summary, bundle bytes) as two Ray
-objects; the driver fetches only the small summary. Bundles are merged by Ray
-tasks, `MERGE_FAN_IN` at a time, as soon as enough are ready, so the driver
-holds object references, never a growing list of bundles.
+objects; the driver fetches only the small summary. When there are many small
+shards, the driver groups them into packs (`scanner.packing`), and one task
+scans a pack into one bundle and returns the summaries of its shards. Bundles
+are merged by Ray tasks, `MERGE_FAN_IN` at a time, as soon as enough are ready,
+so the driver holds object references, never a growing list of bundles.
 
 A worker that crashes has its task retried (`task_retries`); storage errors
 (OSError) are retried the same way, after botocore and s3fs have retried the
 request itself (see `scanner.storage`). A shard that still fails is reported,
-not merged. Every shard id enters the merge at most once, and `Bundle.merge`
-rejects a second copy, so a shard that Ray ran twice is counted once.
+not merged. A pack that still fails is split: each of its shards runs again
+as a task of its own, so one unreadable object fails alone. Every shard id
+enters the merge at most once, and `Bundle.merge` rejects a second copy, so a
+shard that Ray ran twice is counted once.
 """
 
 import logging
@@ -24,14 +28,15 @@ import ray
 
 from scanner.allocator import release_free_memory
 from scanner.bundle import Bundle, BundleMismatchError
-from scanner.checkpoints import CheckpointStore
+from scanner.checkpoints import Checkpoint, CheckpointStore, select_checkpoints
 from scanner.config import ScanConfig
-from scanner.plan import Plan, build_plan
+from scanner.packing import pack_id_for, pack_limit_bytes, plan_packs
+from scanner.plan import Plan, Shard, build_plan
 from scanner.profile import ReferenceProfile
 from scanner.registry import RegistryError, load_registry
 from scanner.progress import Progress
 from scanner.scoring import ProfileScorer
-from scanner.shard_task import scan_shard
+from scanner.shard_task import scan_shard, scan_shards
 from scanner.sources import list_objects
 from scanner.storage import storage_retry_count
 
@@ -67,11 +72,12 @@ def _merge_bytes(*parts: bytes) -> bytes:
     return data
 
 
-def _load_checkpoint(config: ScanConfig, shard_id: str) -> bytes:
-    return CheckpointStore(config.resolved_state_dir, config).load_bundle_bytes(shard_id)
+def _load_checkpoint(config: ScanConfig, checkpoint_id: str, shard_ids: tuple[str, ...]) -> bytes:
+    return CheckpointStore(config.resolved_state_dir, config).load_bundle_bytes(checkpoint_id, shard_ids)
 
 
 _scan_task = ray.remote(num_returns=2)(scan_shard)
+_pack_task = ray.remote(num_returns=2)(scan_shards)
 _merge_task = ray.remote(_merge_bytes)
 _load_task = ray.remote(_load_checkpoint)
 
@@ -169,11 +175,17 @@ def run_scan(config: ScanConfig, progress_enabled: bool | None = None) -> ScanOu
 
     store = CheckpointStore(config.resolved_state_dir, config)
     store.check_writable()
-    checkpointed = store.completed() if config.resume else {}
-    planned_ids = {shard.shard_id for shard in plan.shards}
-    checkpointed = {shard_id: summary for shard_id, summary in checkpointed.items() if shard_id in planned_ids}
+    checkpointed: list[Checkpoint] = []
     if config.resume:
-        logger.info("resuming: %d of %d shards already checkpointed", len(checkpointed), len(plan.shards))
+        planned_ids = {shard.shard_id for shard in plan.shards}
+        checkpointed = select_checkpoints(store.completed().values(), planned_ids)
+        resumed = sum(len(checkpoint.summaries) for checkpoint in checkpointed)
+        logger.info(
+            "resuming: %d of %d shards already checkpointed, in %d checkpoints",
+            resumed,
+            len(plan.shards),
+            len(checkpointed),
+        )
 
     started_ray = start_ray(config.address, config.num_workers)
     try:
@@ -196,48 +208,56 @@ def run_scan(config: ScanConfig, progress_enabled: bool | None = None) -> ScanOu
     return outcome
 
 
-def _execute(config: ScanConfig, plan: Plan, checkpointed: dict[str, dict], progress_enabled) -> ScanOutcome:
-    outcome = ScanOutcome(config=config, plan=plan, bundle=None, resumed_shards=len(checkpointed))
+def _execute(config: ScanConfig, plan: Plan, checkpointed: list[Checkpoint], progress_enabled) -> ScanOutcome:
+    resumed = sum(len(checkpoint.summaries) for checkpoint in checkpointed)
+    outcome = ScanOutcome(config=config, plan=plan, bundle=None, resumed_shards=resumed)
     progress = Progress(len(plan.shards), enabled=progress_enabled)
     merge = _TreeMerge()
     merged_ids: set[str] = set()
 
-    for shard_id, summary in sorted(checkpointed.items()):
-        merge.add(_load_task.remote(config, shard_id))
-        merged_ids.add(shard_id)
-        outcome.summaries.append(summary)
-        progress.shard_done(summary)
+    for checkpoint in checkpointed:
+        merge.add(_load_task.remote(config, checkpoint.checkpoint_id, checkpoint.shard_ids))
+        merged_ids.update(checkpoint.shard_ids)
+        for summary in checkpoint.summaries:
+            outcome.summaries.append(summary)
+            progress.shard_done(summary)
 
-    queue = [shard for shard in plan.shards if shard.shard_id not in checkpointed]
-    limit = 2 * _workers(config)
+    workers = _workers(config)
+    pending = [shard for shard in plan.shards if shard.shard_id not in merged_ids]
+    queue = _packs_for(pending, config, workers)
+    limit = 2 * workers
     in_flight: dict = {}
     options = {"max_retries": config.task_retries, "retry_exceptions": [OSError, TimeoutError]}
 
     while queue or in_flight:
         while queue and len(in_flight) < limit:
-            shard = queue.pop(0)
-            summary_ref, bundle_ref = _scan_task.options(**options).remote(shard, config)
-            in_flight[summary_ref] = (shard, bundle_ref)
+            pack = queue.pop(0)
+            summaries_ref, bundle_ref = _submit(pack, config, options)
+            in_flight[summaries_ref] = (pack, bundle_ref)
 
         ready, _ = ray.wait(list(in_flight), num_returns=1)
-        for summary_ref in ready:
-            shard, bundle_ref = in_flight.pop(summary_ref)
+        for summaries_ref in ready:
+            pack, bundle_ref = in_flight.pop(summaries_ref)
             try:
-                summary = ray.get(summary_ref)
+                summaries = ray.get(summaries_ref)
             except Exception as error:  # noqa: BLE001 - any task failure is reported per shard
                 _discard(bundle_ref)
-                message = _failure_message(error)
-                logger.error("shard %s (%s) failed: %s", shard.shard_id, shard.url, message)
-                outcome.failures.append({"shard_id": shard.shard_id, "url": shard.url, "error": message})
-                progress.shard_failed()
+                if len(pack) > 1:
+                    queue[:0] = _split_failed_pack(pack, error)
+                else:
+                    _report_failed_shard(pack[0], error, outcome, progress)
                 continue
-            if shard.shard_id in merged_ids:
-                logger.warning("shard %s reported twice; merged once", shard.shard_id)
+            if len(pack) == 1:
+                summaries = [summaries]
+            repeated = [shard.shard_id for shard in pack if shard.shard_id in merged_ids]
+            if repeated:
+                logger.warning("shard %s reported twice; merged once", repeated[0])
                 continue
-            merged_ids.add(shard.shard_id)
+            merged_ids.update(shard.shard_id for shard in pack)
             merge.add(bundle_ref)
-            outcome.summaries.append(summary)
-            progress.shard_done(summary)
+            for summary in summaries:
+                outcome.summaries.append(summary)
+                progress.shard_done(summary)
 
     progress.close()
     try:
@@ -247,6 +267,51 @@ def _execute(config: ScanConfig, plan: Plan, checkpointed: dict[str, dict], prog
         raise BundleMismatchError(str(getattr(error, "cause", None) or error)) from None
     outcome.summaries.sort(key=lambda summary: summary["shard_id"])
     return outcome
+
+
+def _split_failed_pack(pack: tuple[Shard, ...], error: Exception) -> list[tuple[Shard, ...]]:
+    """Log a pack whose task failed after its retries; return its shards as packs of one."""
+    logger.warning(
+        "pack %s of %d shards (first %s) failed after its retries, so each shard runs again alone: %s",
+        pack_id_for(shard.shard_id for shard in pack),
+        len(pack),
+        pack[0].url,
+        _failure_message(error),
+    )
+    return [(shard,) for shard in pack]
+
+
+def _report_failed_shard(shard: Shard, error: Exception, outcome: ScanOutcome, progress: Progress) -> None:
+    message = _failure_message(error)
+    logger.error("shard %s (%s) failed: %s", shard.shard_id, shard.url, message)
+    outcome.failures.append({"shard_id": shard.shard_id, "url": shard.url, "error": message})
+    progress.shard_failed()
+
+
+def _submit(pack: tuple[Shard, ...], config: ScanConfig, options: dict) -> tuple:
+    """Start the task of a pack; return the references of its summaries and its bundle bytes.
+
+    A pack of one shard runs `scan_shard`, whose first return is a single summary.
+    """
+    if len(pack) == 1:
+        return _scan_task.options(**options).remote(pack[0], config)
+    return _pack_task.options(**options).remote(list(pack), config)
+
+
+def _packs_for(shards: list[Shard], config: ScanConfig, workers: int) -> list[tuple[Shard, ...]]:
+    """Group the shards to scan into packs, or one shard per pack when packing is off."""
+    if not config.pack_shards:
+        return [(shard,) for shard in shards]
+    packs = plan_packs(shards, workers, config.target_shard_bytes)
+    if len(packs) < len(shards):
+        total = sum(shard.estimated_bytes for shard in shards)
+        logger.info(
+            "packed %d shards into %d tasks of at most %d bytes each",
+            len(shards),
+            len(packs),
+            pack_limit_bytes(total, workers, config.target_shard_bytes),
+        )
+    return packs
 
 
 def _check_registry_unchanged(outcome: ScanOutcome, digest: str) -> None:
