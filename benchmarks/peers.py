@@ -26,8 +26,10 @@ measures, on 1 and on 2 workers (processes, Ray workers or datatrove tasks):
   kernel_throughput.py over the same peer files, one file per process;
 - the limits: gunzipping the JSONL files with zlib and with isal, and decoding
   the text column of the Parquet files, doing nothing with the text;
-- peak resident memory of each Ray worker during the 2-worker JSONL scan, and,
-  with `--memory-scale`, during the same scan of a corpus ten times larger.
+- peak memory (RSS and private USS) of each Ray worker during one more
+  2-worker JSONL scan, run apart from the timed scans because sampling costs
+  CPU time, and, with `--memory-scale`, during the same scan of a corpus ten
+  times larger.
 
 Every MB/s figure divides the UTF-8 bytes of the documents' text by the wall
 time, so rows on the same files compare directly. The table and a PNG plot
@@ -167,31 +169,44 @@ def build_benchmark_profile() -> str:
     return str(PROFILE)
 
 
-def scan(paths: list[pathlib.Path], workers: int, profile: str, out: pathlib.Path) -> tuple[float, dict[str, list[int]]]:
-    """Scan `paths` on an embedded Ray with `workers` workers; return seconds and the peak memory per worker.
+def scan(paths: list[pathlib.Path], workers: int, profile: str, out: pathlib.Path) -> float:
+    """Scan `paths` on an embedded Ray with `workers` workers, and return seconds."""
+    shutil.rmtree(out, ignore_errors=True)
+    config = ScanConfig(sources=[str(path) for path in paths], out=str(out), num_workers=workers, profile=profile)
+    started = time.perf_counter()
+    outcome = run_scan(config, progress_enabled=False)
+    seconds = time.perf_counter() - started
+    _check(outcome)
+    return seconds
 
-    The memory is {"rss": [...], "uss": [...]}: the `workers` highest peaks of each, in bytes.
+
+def scan_memory(paths: list[pathlib.Path], workers: int, profile: str, out: pathlib.Path) -> dict[str, list[int]]:
+    """Scan `paths` like `scan`, and return the peak memory per worker instead of the time.
+
+    The result is {"rss": [...], "uss": [...]}: the `workers` highest peaks of each,
+    in bytes. Reading a process's USS parses its memory map, which takes a fair
+    part of a core, so timed scans run without sampling.
     """
     shutil.rmtree(out, ignore_errors=True)
     config = ScanConfig(sources=[str(path) for path in paths], out=str(out), num_workers=workers, profile=profile)
-    with WorkerMemory() as memory:
-        started = time.perf_counter()
+    with WorkerMemory(private=True) as memory:
         outcome = run_scan(config, progress_enabled=False)
-        seconds = time.perf_counter() - started
-    if outcome.failures:
-        raise RuntimeError(f"benchmark scan had failed shards: {outcome.failures[:3]}")
-    if outcome.bundle.likelihood is None:
-        raise RuntimeError("benchmark scan computed no likelihood: the profile was not used")
-    return seconds, {
+    _check(outcome)
+    return {
         "rss": sorted(memory.peaks.values(), reverse=True)[:workers],
         "uss": sorted(memory.private_peaks.values(), reverse=True)[:workers],
     }
 
 
-def scan_on_running_ray(
-    paths: list[pathlib.Path], workers: int, profile: str, out: pathlib.Path
-) -> tuple[float, dict[str, list[int]]]:
-    """Scan `paths` on a local Ray started and warmed beforehand; return seconds and the peak memory per worker."""
+def _check(outcome) -> None:
+    if outcome.failures:
+        raise RuntimeError(f"benchmark scan had failed shards: {outcome.failures[:3]}")
+    if outcome.bundle.likelihood is None:
+        raise RuntimeError("benchmark scan computed no likelihood: the profile was not used")
+
+
+def scan_on_running_ray(paths: list[pathlib.Path], workers: int, profile: str, out: pathlib.Path) -> float:
+    """Scan `paths` on a local Ray started and warmed beforehand, and return seconds."""
     start_ray(None, workers)
     try:
         # Every worker process starts and imports the scanner once, as on a cluster that already ran a scan.
@@ -348,24 +363,22 @@ def main() -> None:
             seconds, _ = decompression_limit(jsonl, workers, library)
             record(f"gunzip only ({library})", workers, seconds, corpus_mb)
         record("Parquet decoding only", workers, parquet_limit(parquet, workers), corpus_mb)
-        seconds, peaks = scan(jsonl, workers, profile, out / f"scan-jsonl-{workers}")
-        record("corpus-scanner, gzip JSONL", workers, seconds, corpus_mb)
-        if workers == 2:
-            memory.append((corpus_mb, peaks))
-        seconds, _ = scan(parquet, workers, profile, out / f"scan-parquet-{workers}")
-        record("corpus-scanner, Parquet", workers, seconds, corpus_mb)
-        seconds, _ = scan_on_running_ray(jsonl, workers, profile, out / f"scan-running-{workers}")
-        record(RUNNING, workers, seconds, corpus_mb)
+        record("corpus-scanner, gzip JSONL", workers, scan(jsonl, workers, profile, out / f"scan-jsonl-{workers}"),
+               corpus_mb)
+        record("corpus-scanner, Parquet", workers, scan(parquet, workers, profile, out / f"scan-parquet-{workers}"),
+               corpus_mb)
+        record(RUNNING, workers, scan_on_running_ray(jsonl, workers, profile, out / f"scan-running-{workers}"),
+               corpus_mb)
         peer_jsonl = [jsonl_path(entry) for entry in peers]
         record("datatrove DocStats + WordStats, gzip JSONL", workers,
                datatrove_pipeline(peer_jsonl, workers, out / "datatrove"), peer_mb)
         record("Python + DataSketches, gzip JSONL", workers, datasketches_pipeline(peer_jsonl, workers), peer_mb)
 
+    memory.append((corpus_mb, scan_memory(jsonl, 2, profile, out / "memory")))
     if arguments.memory_scale:
         large = build_corpus(10 * arguments.megabytes)
         large_mb = text_megabytes(large)
-        _, peaks = scan([jsonl_path(entry) for entry in large], 2, profile, out / "scan-jsonl-large")
-        memory.append((large_mb, peaks))
+        memory.append((large_mb, scan_memory([jsonl_path(entry) for entry in large], 2, profile, out / "memory-large")))
 
     rate = {(row["tool"], row["workers"]): row["mb_per_s"] for row in rows}
     print()

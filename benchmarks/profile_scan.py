@@ -38,7 +38,7 @@ def child(megabytes: float, with_profile: bool) -> None:
     profile = peers.build_benchmark_profile() if with_profile else None
     paths = [peers.jsonl_path(entry) for entry in entries]
     out = pathlib.Path(tempfile.mkdtemp(prefix="corpus-scanner-profile-"))
-    seconds, _ = peers.scan_on_running_ray(paths, 1, profile, out)
+    seconds = peers.scan_on_running_ray(paths, 1, profile, out)
     print(f"scanned {peers.text_megabytes(entries):.1f} MB of text in {seconds:.1f} s under py-spy", flush=True)
 
 

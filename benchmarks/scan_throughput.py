@@ -76,13 +76,15 @@ def decompression_limit(files: list[pathlib.Path], workers: int, library: str) -
 class WorkerMemory:
     """Samples the memory of Ray worker processes while a scan runs.
 
-    `peaks` is the peak resident set size (RSS) per worker process, and
-    `private_peaks` the peak unique set size (USS): the memory that only that
-    process uses. RSS also counts the pages of Ray's shared object store that
-    the worker touched.
+    `peaks` is the peak resident set size (RSS) per worker process. With
+    `private=True`, `private_peaks` is the peak unique set size (USS): the
+    memory that only that process uses, whereas RSS also counts the pages of
+    Ray's shared object store that the worker touched. Reading USS parses the
+    process's memory map, which costs a fair part of a core.
     """
 
-    def __init__(self):
+    def __init__(self, private: bool = False):
+        self.private = private
         self.peaks: dict[int, int] = {}
         self.private_peaks: dict[int, int] = {}
         self._stop = threading.Event()
@@ -94,9 +96,10 @@ class WorkerMemory:
             for child in me.children(recursive=True):
                 try:
                     if "ray::" in child.name() or "default_worker" in " ".join(child.cmdline()):
-                        memory = child.memory_full_info()
+                        memory = child.memory_full_info() if self.private else child.memory_info()
                         self.peaks[child.pid] = max(self.peaks.get(child.pid, 0), memory.rss)
-                        self.private_peaks[child.pid] = max(self.private_peaks.get(child.pid, 0), memory.uss)
+                        if self.private:
+                            self.private_peaks[child.pid] = max(self.private_peaks.get(child.pid, 0), memory.uss)
                 except psutil.NoSuchProcess:
                     continue
             time.sleep(0.05)

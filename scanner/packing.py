@@ -16,8 +16,10 @@ from collections.abc import Iterable, Sequence
 from scanner.plan import Shard
 
 # Tasks wanted per worker. More tasks than workers let fast workers take over
-# the work of slow ones near the end of a scan.
-TASKS_PER_WORKER = 16
+# the work of slow ones near the end of a scan. On 200 MB of gzip JSONL in 42
+# files, with Ray already running, 4 gave 31.3 and 55.3 MB/s on 1 and 2 workers,
+# 8 gave 30.8 and 52.2, and 16 gave 28.8 and 47.7 (benchmarks/RESULTS.md).
+TASKS_PER_WORKER = 4
 # Lower bound of the pack size limit, so a small corpus gets a few packs instead
 # of many whose fixed cost is close to their work.
 # NOTE: 1 MiB is a judgment, not a measured optimum. With one local worker, a task

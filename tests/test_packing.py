@@ -19,6 +19,7 @@ import scanner.runner
 from scanner.bundle import Bundle, merge_all
 from scanner.checkpoints import Checkpoint, CheckpointStore, select_checkpoints
 from scanner.config import ScanConfig
+from scanner import packing
 from scanner.packing import MAX_PACK_SHARDS, TASKS_PER_WORKER, pack_id_for, pack_limit_bytes, plan_packs
 from scanner.plan import Shard, build_plan
 from scanner.result import build_result
@@ -111,12 +112,12 @@ def test_target_shard_bytes_caps_packs():
 
 
 def test_min_pack_bytes_raises_limit():
-    shards = make_shards([1_000] * 1_000)
+    shards = make_shards([10_000] * 100)
 
-    packs = plan_packs(shards, workers=1, max_pack_bytes=1 << 30, min_pack_bytes=100_000)
+    packs = plan_packs(shards, workers=1, max_pack_bytes=1 << 30, min_pack_bytes=500_000)
 
-    assert pack_limit_bytes(1_000_000, 1, 1 << 30, 100_000) == 100_000
-    assert [len(pack) for pack in packs] == [100] * 10
+    assert pack_limit_bytes(1_000_000, 1, 1 << 30, 500_000) == 500_000
+    assert [len(pack) for pack in packs] == [50, 50]
 
 
 def test_large_shard_is_packed_alone():
@@ -247,8 +248,10 @@ def test_packing_gives_equal_statistics(corpus, unpacked, tmp_path, caplog):
     assert f"packed {FILES} shards into {len(packs)} tasks" in caplog.text
 
 
-def test_packing_off_below_tasks_per_worker(corpus, unpacked, tmp_path):
-    # 80 shards and 5 workers: not more than TASKS_PER_WORKER shards per worker.
+def test_packing_off_below_tasks_per_worker(corpus, unpacked, tmp_path, monkeypatch):
+    # 80 shards and 5 workers: not more than 16 shards per worker. The rule runs on
+    # the driver, so a larger TASKS_PER_WORKER here spares starting 20 workers.
+    monkeypatch.setattr(packing, "TASKS_PER_WORKER", 16)
     outcome, result = run([corpus], tmp_path / "out", num_workers=5)
 
     assert len(checkpoint_files(outcome)) == FILES

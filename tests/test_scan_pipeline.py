@@ -113,7 +113,8 @@ from scanner.result import build_result
 from scanner.runner import run_scan
 from scanner.settings import SketchSettings
 config = ScanConfig(sources=[sys.argv[1]], out=sys.argv[2], num_workers=1, resume=True,
-                    sketch=SketchSettings(hll_precision=12, countmin_blocks_log2=12))
+                    sketch=SketchSettings(hll_precision=12, countmin_blocks_log2=12),
+                    pack_shards=sys.argv[4:] != ["no-pack"])
 outcome = run_scan(config, progress_enabled=False)
 open(sys.argv[3], "wb").write(outcome.bundle.to_bytes())
 open(sys.argv[3] + ".json", "w").write(build_result(outcome).to_json())
@@ -137,9 +138,9 @@ def assert_each_shard_once(bundle_path: pathlib.Path, shards: int) -> None:
     assert result["shards"]["failed"] == 0
 
 
-def run_driver(corpus, out, bundle_path, environment):
+def run_driver(corpus, out, bundle_path, environment, pack=True):
     return subprocess.Popen(
-        [sys.executable, "-c", DRIVER, str(corpus), str(out), str(bundle_path)],
+        [sys.executable, "-c", DRIVER, str(corpus), str(out), str(bundle_path), *([] if pack else ["no-pack"])],
         env=environment,
         cwd=ROOT,
         stdout=subprocess.PIPE,
@@ -171,10 +172,12 @@ def test_resume_after_driver_killed(tmp_path):
         write_jsonl_gz(corpus / f"part-{index:02d}.jsonl.gz", generator.documents(400, mean_words=300), index * 400)
     environment = dict(os.environ)
 
-    clean = run_driver(corpus, tmp_path / "clean", tmp_path / "clean.bundle", environment)
+    # Each shard in a task of its own, so that the driver dies with some shards
+    # checkpointed and others not; tests/test_packing.py resumes lost packs.
+    clean = run_driver(corpus, tmp_path / "clean", tmp_path / "clean.bundle", environment, pack=False)
     assert clean.wait(timeout=600) == 0, clean.stderr.read().decode()[-2000:]
 
-    interrupted = run_driver(corpus, tmp_path / "resumed", tmp_path / "unused.bundle", environment)
+    interrupted = run_driver(corpus, tmp_path / "resumed", tmp_path / "unused.bundle", environment, pack=False)
     shards = tmp_path / "resumed" / "state"
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and len(list(shards.rglob("*.json"))) < 3:
@@ -183,7 +186,7 @@ def test_resume_after_driver_killed(tmp_path):
     done_before_kill = len(list(shards.rglob("*.json")))
     assert 3 <= done_before_kill < 12
 
-    resumed = run_driver(corpus, tmp_path / "resumed", tmp_path / "resumed.bundle", environment)
+    resumed = run_driver(corpus, tmp_path / "resumed", tmp_path / "resumed.bundle", environment, pack=False)
     assert resumed.wait(timeout=600) == 0, resumed.stderr.read().decode()[-2000:]
 
     assert (tmp_path / "resumed.bundle").read_bytes() == (tmp_path / "clean.bundle").read_bytes()
