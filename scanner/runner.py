@@ -62,12 +62,12 @@ class ScanOutcome:
 
 
 def _merge_bytes(*parts: bytes) -> bytes:
-    bundles = [Bundle.from_bytes(part) for part in parts]
-    merged = bundles[0]
-    for bundle in bundles[1:]:
-        merged = merged.merge(bundle)
+    # Decoding one part at a time keeps two decoded bundles in memory, not all of them.
+    merged = Bundle.from_bytes(parts[0])
+    for part in parts[1:]:
+        merged = merged.merge(Bundle.from_bytes(part))
     data = merged.to_bytes()
-    del bundles, merged
+    del merged
     release_free_memory()
     return data
 
