@@ -11,6 +11,10 @@ are grouped by the deepest frame in this project's code (scanner/ and
 kernels/), labelled with the call on that source line. Numba kernels have no
 Python frames, so a kernel's time shows as the line that calls it. The table
 lists each call's share of the samples taken inside shard tasks and merges.
+
+NOTE: py-spy sometimes credits a kernel's time to the line before its call: in
+`tokenize_batch` most of `tokenize` showed under `scratch.ensure`, which takes
+microseconds. Read rows of one function together.
 """
 
 import argparse
