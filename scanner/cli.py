@@ -482,7 +482,7 @@ def _add_scan_options(parser: argparse.ArgumentParser) -> None:
     )
     run.add_argument(
         "--no-pack", action="store_true",
-        help="scan every shard in a task of its own. By default, when there are more than 16 shards per worker, "
+        help="scan every shard in a task of its own. By default, when there are more than 4 shards per worker, "
         "consecutive small shards share a task",
     )
     run.add_argument("--no-progress", action="store_true", help="never show the progress line on stderr")
