@@ -33,6 +33,7 @@ from scanner.demo import (
     write_number_corpus,
 )
 from scanner.jobs import JobsError, add_job_commands
+from scanner.packing import TASKS_PER_WORKER
 from scanner.plan import build_plan
 from scanner.result import ScanResult
 from scanner.settings import parse_orders
@@ -482,8 +483,8 @@ def _add_scan_options(parser: argparse.ArgumentParser) -> None:
     )
     run.add_argument(
         "--no-pack", action="store_true",
-        help="scan every shard in a task of its own. By default, when there are more than 4 shards per worker, "
-        "consecutive small shards share a task",
+        help="scan every shard in a task of its own. By default, when there are more than "
+        f"{TASKS_PER_WORKER} shards per worker, consecutive small shards share a task",
     )
     run.add_argument("--no-progress", action="store_true", help="never show the progress line on stderr")
 
