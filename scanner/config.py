@@ -4,6 +4,7 @@ One pydantic model per command; storage and sketch settings are shared
 sub-models. Every error names the field, the value and the fix.
 """
 
+import os
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -61,6 +62,15 @@ class ScanConfig(BaseModel):
     pack_shards: bool = Field(
         True, description="scan many small shards in fewer tasks, several consecutive shards per task"
     )
+
+    @field_validator("out", "state_dir", "profile", "registry")
+    @classmethod
+    def _absolute_local_path(cls, path: str | None) -> str | None:
+        # Ray workers run in another directory than the driver, so a relative local
+        # path must be made absolute here, where it was given.
+        if path is None or "://" in path:
+            return path
+        return os.path.abspath(path)
 
     @field_validator("sources")
     @classmethod

@@ -426,3 +426,17 @@ def test_scan_ignores_local_scanner_folder(tmp_path):
 
     assert completed.returncode == 0, completed.stderr[-2000:]
     assert json.loads((tmp_path / "out" / "result.json").read_text())["documents"] == 2
+
+
+def test_relative_local_paths_made_absolute(tmp_path, monkeypatch):
+    # Ray workers run in the package's parent directory, so relative paths must not reach them.
+    from scanner.config import ScanConfig
+
+    monkeypatch.chdir(tmp_path)
+    config = ScanConfig(sources=["data"], out="out", state_dir="state", profile="p.csp", registry="reg")
+
+    assert config.out == str(tmp_path / "out")
+    assert config.state_dir == str(tmp_path / "state")
+    assert config.profile == str(tmp_path / "p.csp")
+    assert config.registry == str(tmp_path / "reg")
+    assert ScanConfig(sources=["data"], out="s3://bucket/out").out == "s3://bucket/out"
