@@ -1,4 +1,4 @@
-"""Where a scan's worker time goes: py-spy samples of a 1-worker scan, by project call.
+"""Worker time of a scan by project call: py-spy samples of a 1-worker scan.
 
 Run: PYTHONPATH=. .venv/bin/python benchmarks/profile_scan.py [--megabytes 100] [--no-profile]
 

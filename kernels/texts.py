@@ -56,7 +56,7 @@ def union_keyed_texts(first_keys, first_offsets, first_data, second_keys, second
     keys = np.empty(first_count + second_count, dtype=np.uint64)
     offsets = np.zeros(first_count + second_count + 1, dtype=np.int64)
     data = np.empty(first_data.shape[0] + second_data.shape[0], dtype=np.uint8)
-    first, second, kept = 0, 0, 0
+    first, second, written = 0, 0, 0
     while first < first_count or second < second_count:
         equal = False
         if first == first_count:
@@ -72,19 +72,19 @@ def union_keyed_texts(first_keys, first_offsets, first_data, second_keys, second
                     first_data, first_offsets[first], first_offsets[first + 1],
                 )
             )
-        position = offsets[kept]
+        position = offsets[written]
         if use_second:
-            keys[kept] = second_keys[second]
+            keys[written] = second_keys[second]
             start, end = second_offsets[second], second_offsets[second + 1]
             data[position : position + end - start] = second_data[start:end]
         else:
-            keys[kept] = first_keys[first]
+            keys[written] = first_keys[first]
             start, end = first_offsets[first], first_offsets[first + 1]
             data[position : position + end - start] = first_data[start:end]
-        offsets[kept + 1] = position + end - start
-        kept += 1
+        offsets[written + 1] = position + end - start
+        written += 1
         if equal or not use_second:
             first += 1
         if equal or use_second:
             second += 1
-    return keys[:kept].copy(), offsets[: kept + 1].copy(), data[: offsets[kept]].copy()
+    return keys[:written].copy(), offsets[: written + 1].copy(), data[: offsets[written]].copy()

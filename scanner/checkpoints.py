@@ -10,7 +10,7 @@ changes a shard's bundle (sketch settings, read settings and grouping):
 
 A shard is checkpointed when its summary, or the summary of a pack that
 contains it, exists. Local writes go to a temporary name first and are
-renamed, so a crash never leaves a partial file under the final name; an
+renamed, so a crash never leaves a partial file under the final name. An
 object store write is atomic per object. Writing the
 same shard twice (a task that Ray ran again) replaces equal content.
 
